@@ -1,0 +1,63 @@
+//! The engine's error type. The FUSE layer maps it to errno in one place;
+//! the CLI prints it as one line.
+
+use crate::format::DecodeError;
+use crate::policy::PolicyError;
+use std::path::PathBuf;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// Stored bytes failed a check: never served, always reported with where.
+    #[error("corrupt {what} in segment {seq} at offset {offset}: {source}")]
+    Corrupt {
+        seq: u64,
+        offset: u64,
+        what: &'static str,
+        source: DecodeError,
+    },
+    #[error("segment {seq} ({path}) belongs to another volume")]
+    ForeignSegment { seq: u64, path: PathBuf },
+    #[error("segment {seq} is not in primary storage")]
+    SegmentMissing { seq: u64 },
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error("{path} is not an lsvfs volume (no lsvfs.toml)")]
+    NotAVolume { path: PathBuf },
+    #[error("{path} is already an lsvfs volume")]
+    AlreadyAVolume { path: PathBuf },
+    #[error("{path} is not empty; lsvfs create needs a new or empty directory")]
+    NotEmpty { path: PathBuf },
+    #[error("volume {path} is in use by {holder}; close it there first")]
+    Locked { path: PathBuf, holder: String },
+    #[error("volume refuses writes after an earlier failure ({0}); remount to recover")]
+    Poisoned(String),
+    #[error("volume is closed")]
+    Closed,
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("atomic group of {len} bytes does not fit in a segment (at most {max})")]
+    TooLarge { len: usize, max: usize },
+    #[error("no sync point {0}")]
+    UnknownSyncPoint(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Wraps an I/O error with what was being done.
+pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
+    let context = context.into();
+    move |source| Error::Io { context, source }
+}
+
+impl Error {
+    /// Whether this error means stored bytes are damaged.
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Error::Corrupt { .. } | Error::ForeignSegment { .. })
+    }
+}

@@ -1,0 +1,207 @@
+//! The index: for every live key, the position of its newest record.
+//!
+//! One structure serves the live volume (updated forward by the writer as
+//! records are appended) and views (built backward from a sync point by
+//! [`builder::Builder`]). Directory entries keep their target inode and kind
+//! so that lookups and listings need no read of the log.
+
+pub mod builder;
+pub mod extents;
+
+use crate::format::record::RECORD_HEADER_LEN;
+use crate::format::{FileKind, Lsn, Record};
+use extents::{ExtentMap, Run};
+use std::collections::{BTreeMap, HashMap};
+
+/// Where a file's pieces are, for one inode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InodeEntry {
+    /// The newest `Inode` record; `None` only while a backward build runs.
+    pub lsn: Option<Lsn>,
+    pub blocks: ExtentMap,
+    pub xattrs: BTreeMap<Vec<u8>, Lsn>,
+}
+
+/// A directory entry as the index keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirEntry {
+    pub lsn: Lsn,
+    pub child: u64,
+    pub kind: FileKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    block_size: u32,
+    inodes: HashMap<u64, InodeEntry>,
+    dirs: HashMap<u64, BTreeMap<Vec<u8>, DirEntry>>,
+}
+
+/// Length of a data record holding a full block of `block_size` bytes.
+pub fn data_stride(block_size: u32) -> u32 {
+    (RECORD_HEADER_LEN + 16) as u32 + block_size
+}
+
+impl Index {
+    pub fn new(block_size: u32) -> Self {
+        Index {
+            block_size,
+            inodes: HashMap::new(),
+            dirs: HashMap::new(),
+        }
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// Length of a full data record: the distance between neighbours in a run.
+    pub fn stride(&self) -> u32 {
+        data_stride(self.block_size)
+    }
+
+    /// Applies a record just appended at `lsn` (of encoded length `len`).
+    pub fn apply(&mut self, lsn: Lsn, record: &Record, len: u32) {
+        let stride = self.stride();
+        match record {
+            Record::Inode { ino, .. } => self.inodes.entry(*ino).or_default().lsn = Some(lsn),
+            Record::InodeDelete { ino } => {
+                self.inodes.remove(ino);
+                self.dirs.remove(ino);
+            }
+            Record::Dirent {
+                parent,
+                name,
+                child,
+                kind,
+            } => {
+                let entry = DirEntry {
+                    lsn,
+                    child: *child,
+                    kind: *kind,
+                };
+                self.dirs
+                    .entry(*parent)
+                    .or_default()
+                    .insert(name.clone(), entry);
+            }
+            Record::DirentDelete { parent, name } => {
+                if let Some(dir) = self.dirs.get_mut(parent) {
+                    dir.remove(name);
+                    if dir.is_empty() {
+                        self.dirs.remove(parent);
+                    }
+                }
+            }
+            Record::Data { ino, block, .. } => {
+                let full = len == stride;
+                self.inodes
+                    .entry(*ino)
+                    .or_default()
+                    .blocks
+                    .insert(*block, lsn, full, stride);
+            }
+            Record::Truncate { ino, from_block } => {
+                if let Some(e) = self.inodes.get_mut(ino) {
+                    e.blocks.truncate(*from_block);
+                }
+            }
+            Record::Xattr { ino, name, .. } => {
+                self.inodes
+                    .entry(*ino)
+                    .or_default()
+                    .xattrs
+                    .insert(name.clone(), lsn);
+            }
+            Record::XattrDelete { ino, name } => {
+                if let Some(e) = self.inodes.get_mut(ino) {
+                    e.xattrs.remove(name);
+                }
+            }
+            Record::SyncPoint(_) => {}
+        }
+    }
+
+    pub fn inode(&self, ino: u64) -> Option<&InodeEntry> {
+        self.inodes.get(&ino).filter(|e| e.lsn.is_some())
+    }
+
+    pub fn inode_lsn(&self, ino: u64) -> Option<Lsn> {
+        self.inode(ino).and_then(|e| e.lsn)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<DirEntry> {
+        self.dirs.get(&parent)?.get(name).copied()
+    }
+
+    /// Entries of a directory in name order, starting after `after`.
+    pub fn list_dir(&self, parent: u64, after: Option<&[u8]>) -> Vec<(Vec<u8>, DirEntry)> {
+        let Some(dir) = self.dirs.get(&parent) else {
+            return Vec::new();
+        };
+        let range: Box<dyn Iterator<Item = (&Vec<u8>, &DirEntry)>> = match after {
+            Some(a) => Box::new(
+                dir.range::<[u8], _>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)),
+            ),
+            None => Box::new(dir.iter()),
+        };
+        range.map(|(n, e)| (n.clone(), *e)).collect()
+    }
+
+    pub fn dir_len(&self, parent: u64) -> usize {
+        self.dirs.get(&parent).map_or(0, |d| d.len())
+    }
+
+    /// Where blocks `[first, end)` of `ino` are, run by run.
+    pub fn block_runs(&self, ino: u64, first: u64, end: u64) -> Vec<Run> {
+        self.inodes
+            .get(&ino)
+            .map(|e| e.blocks.runs(first, end, self.stride()))
+            .unwrap_or_default()
+    }
+
+    pub fn xattr(&self, ino: u64, name: &[u8]) -> Option<Lsn> {
+        self.inodes.get(&ino)?.xattrs.get(name).copied()
+    }
+
+    pub fn xattr_names(&self, ino: u64) -> Vec<Vec<u8>> {
+        self.inodes
+            .get(&ino)
+            .map(|e| e.xattrs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Live inode numbers, ascending.
+    pub fn inos(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .inodes
+            .iter()
+            .filter(|(_, e)| e.lsn.is_some())
+            .map(|(&i, _)| i)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Counts for reporting: live data blocks and block-map runs.
+    pub fn stats(&self) -> IndexStats {
+        let mut s = IndexStats {
+            inodes: self.inodes.len() as u64,
+            ..Default::default()
+        };
+        for e in self.inodes.values() {
+            s.blocks += e.blocks.blocks();
+            s.runs += e.blocks.runs_len() as u64;
+        }
+        s.dirents = self.dirs.values().map(|d| d.len() as u64).sum();
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IndexStats {
+    pub inodes: u64,
+    pub dirents: u64,
+    pub blocks: u64,
+    pub runs: u64,
+}

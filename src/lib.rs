@@ -1,0 +1,17 @@
+//! lsvfs: a self-archiving, log-structured volume.
+//!
+//! The engine — [`format`], [`log`], [`index`], [`volume`], [`tree`] — knows
+//! nothing of FUSE and is tested in-process; [`fs`] gives it POSIX semantics.
+//! See docs/ARCHITECTURE.md for the layers and docs/FORMAT.md for the bytes.
+
+pub mod error;
+pub mod format;
+pub mod fs;
+pub mod index;
+pub mod log;
+pub mod policy;
+pub mod tree;
+pub mod volume;
+
+pub use error::{Error, Result};
+pub use volume::{View, Volume};

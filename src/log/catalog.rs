@@ -1,0 +1,197 @@
+//! The sync-point catalog, `syncpoints` in the volume directory: one entry
+//! per sync point (id, position of its record, time, label, requester), so
+//! that sync points can be listed and found without reading the log.
+//!
+//! The log is the truth: the catalog is appended (and fsynced) after the
+//! sync record is durable, and recovery re-adds any sync record it finds in
+//! the working set that the catalog lacks. A torn last entry is cut off.
+//!
+//! Entry layout (little-endian):
+//! ```text
+//!  0 u32 crc of [4, len)   4 u32 len   8 u64 id   16 u64 seq   24 u32 offset
+//! 28 u64 time_ns   36 u16 label_len, label   then u16 requester_len, requester
+//! ```
+
+use crate::error::{Result, io};
+use crate::format::codec::*;
+use crate::format::{Lsn, SyncInfo};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+pub const CATALOG_FILE: &str = "syncpoints";
+
+/// A sync point as listed: where its record is and what it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPoint {
+    pub lsn: Lsn,
+    pub info: SyncInfo,
+}
+
+impl SyncPoint {
+    fn encode(&self, buf: &mut Vec<u8>) {
+        let start = buf.len();
+        put_u32(buf, 0);
+        put_u32(buf, 0);
+        put_u64(buf, self.info.id);
+        put_u64(buf, self.lsn.seq);
+        put_u32(buf, self.lsn.offset);
+        put_u64(buf, self.info.time_ns);
+        for text in [&self.info.label, &self.info.requester] {
+            put_u16(buf, text.len() as u16);
+            buf.extend_from_slice(text.as_bytes());
+        }
+        let len = (buf.len() - start) as u32;
+        buf[start + 4..start + 8].copy_from_slice(&len.to_le_bytes());
+        let crc = crc32c::crc32c(&buf[start + 4..]);
+        buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn decode(input: &mut &[u8]) -> DecodeResult<Self> {
+        let all = *input;
+        let crc = get_u32(input)?;
+        let len = get_u32(input)? as usize;
+        if len < 40 || all.len() < len {
+            return Err(DecodeError::Invalid("catalog entry length"));
+        }
+        verify_crc(crc, &all[4..len])?;
+        let mut body = &all[8..len];
+        let b = &mut body;
+        let id = get_u64(b)?;
+        let seq = get_u64(b)?;
+        let offset = get_u32(b)?;
+        let time_ns = get_u64(b)?;
+        let mut texts = [String::new(), String::new()];
+        for t in &mut texts {
+            let n = get_u16(b)? as usize;
+            *t = String::from_utf8(take(b, n)?.to_vec())
+                .map_err(|_| DecodeError::Invalid("catalog text"))?;
+        }
+        let [label, requester] = texts;
+        *input = &all[len..];
+        Ok(SyncPoint {
+            lsn: Lsn { seq, offset },
+            info: SyncInfo {
+                id,
+                time_ns,
+                label,
+                requester,
+            },
+        })
+    }
+}
+
+pub struct Catalog {
+    path: PathBuf,
+    file: File,
+    len: u64,
+    entries: Vec<SyncPoint>,
+}
+
+impl Catalog {
+    pub fn create(volume: &Path) -> Result<()> {
+        let path = volume.join(CATALOG_FILE);
+        File::create_new(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(io(format!("cannot create {}", path.display())))
+    }
+
+    /// Loads the catalog; with `repair`, cuts a torn last entry off the file.
+    pub fn open(volume: &Path, repair: bool) -> Result<Catalog> {
+        let path = volume.join(CATALOG_FILE);
+        let ctx = |what: &str| format!("cannot {what} {}", path.display());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(repair)
+            .open(&path)
+            .map_err(io(ctx("open")))?;
+        let bytes = std::fs::read(&path).map_err(io(ctx("read")))?;
+        let mut input = &bytes[..];
+        let mut entries = Vec::new();
+        while !input.is_empty() {
+            match SyncPoint::decode(&mut input) {
+                Ok(e) => entries.push(e),
+                Err(e) => {
+                    let at = bytes.len() - input.len();
+                    log::warn!("{}: cut torn entry at byte {at} ({e})", path.display());
+                    if repair {
+                        file.set_len(at as u64).map_err(io(ctx("truncate")))?;
+                    }
+                    break;
+                }
+            }
+        }
+        let len = (bytes.len() - input.len()) as u64;
+        Ok(Catalog {
+            path,
+            file,
+            len,
+            entries,
+        })
+    }
+
+    pub fn entries(&self) -> &[SyncPoint] {
+        &self.entries
+    }
+
+    pub fn last_id(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.info.id)
+    }
+
+    /// Appends entries and makes them durable.
+    pub fn append(&mut self, new: &[SyncPoint]) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        for e in new {
+            e.encode(&mut buf);
+        }
+        let ctx = format!("cannot append to {}", self.path.display());
+        self.file
+            .write_all_at(&buf, self.len)
+            .and_then(|_| self.file.sync_data())
+            .map_err(io(ctx))?;
+        self.len += buf.len() as u64;
+        self.entries.extend_from_slice(new);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sp(id: u64) -> SyncPoint {
+        SyncPoint {
+            lsn: Lsn {
+                seq: id,
+                offset: 4096,
+            },
+            info: SyncInfo {
+                id,
+                time_ns: id * 10,
+                label: format!("label-{id}"),
+                requester: "test".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn append_reopen_and_cut_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        Catalog::create(dir.path()).unwrap();
+        let mut c = Catalog::open(dir.path(), true).unwrap();
+        c.append(&[sp(1), sp(2)]).unwrap();
+        c.append(&[sp(3)]).unwrap();
+        let path = dir.path().join(CATALOG_FILE);
+        let full = std::fs::read(&path).unwrap();
+        for cut in 0..full.len() {
+            std::fs::write(&path, &full[..cut]).unwrap();
+            let c = Catalog::open(dir.path(), true).unwrap();
+            let n = c.entries().len();
+            assert_eq!(c.entries(), &[sp(1), sp(2), sp(3)][..n]);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), c.len);
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Segment files in the primary directory: naming, creation (fresh or by
+//! reusing a recycled file in place), headers, footers and the forward scan
+//! that finds the valid end of a segment.
+//!
+//! Files are named `{seq:016}.seg`; recycled files wait as `free-{n:016}.seg`.
+//! Every segment file is exactly `segment_size` bytes, allocated when created,
+//! so appends never change a file's size.
+
+use crate::error::{Error, Result, io};
+use crate::format::record::{FLAG_GROUP_END, RECORD_HEADER_LEN};
+use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{
+    DecodeError, Footer, RecordHeader, RecordView, SegmentHeader, SummaryEntry, VolumeId,
+};
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// How much of a segment the forward scan reads at a time.
+const SCAN_CHUNK: usize = 1 << 20;
+
+pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016}.seg"))
+}
+
+fn free_path(dir: &Path, n: u64) -> PathBuf {
+    dir.join(format!("free-{n:016}.seg"))
+}
+
+/// The segment files and recycled files found in a primary directory.
+#[derive(Debug, Default)]
+pub struct Listing {
+    /// Sequence numbers, ascending.
+    pub segments: Vec<u64>,
+    pub free: Vec<PathBuf>,
+}
+
+pub fn list(dir: &Path) -> Result<Listing> {
+    let mut listing = Listing::default();
+    let entries = std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))?;
+    for entry in entries {
+        let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(n) = name
+            .strip_prefix("free-")
+            .and_then(|n| n.strip_suffix(".seg"))
+        {
+            if n.parse::<u64>().is_ok() {
+                listing.free.push(entry.path());
+            }
+        } else if let Some(seq) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
+            listing.segments.push(seq);
+        } else if name.ends_with(".tmp") {
+            // A segment whose creation was cut short; it never held a record.
+            std::fs::remove_file(entry.path())
+                .map_err(io(format!("cannot remove {}", entry.path().display())))?;
+        }
+    }
+    listing.segments.sort_unstable();
+    listing.free.sort();
+    Ok(listing)
+}
+
+pub fn fsync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(format!("cannot fsync directory {}", dir.display())))
+}
+
+/// Reserves the blocks of a new segment file so that a full disk shows up
+/// here, at creation, and not in the middle of an append.
+fn allocate(file: &File, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fallocate on a valid open descriptor; no memory is passed.
+    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
+    if rc == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
+        return file.set_len(len);
+    }
+    Err(err)
+}
+
+/// Makes segment `header.seq` durable with its header written, reusing a
+/// recycled file when one is given. Returns the open file (read-write).
+pub fn create(dir: &Path, header: &SegmentHeader, reuse: Option<&Path>) -> Result<File> {
+    let final_path = segment_path(dir, header.seq);
+    let (bytes, _) = header.encode();
+    let staging = match reuse {
+        Some(p) => p.to_path_buf(),
+        None => dir.join(format!("{:016}.seg.tmp", header.seq)),
+    };
+    let ctx = |what: &str| format!("cannot {what} segment file {}", staging.display());
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(reuse.is_none())
+        .truncate(false)
+        .open(&staging)
+        .map_err(io(ctx("open")))?;
+    if reuse.is_none() {
+        allocate(&file, header.segment_size).map_err(io(ctx("allocate")))?;
+    }
+    file.write_all_at(&bytes, 0)
+        .map_err(io(ctx("write header of")))?;
+    file.sync_all().map_err(io(ctx("fsync")))?;
+    std::fs::rename(&staging, &final_path).map_err(io(ctx("rename")))?;
+    fsync_dir(dir)?;
+    Ok(file)
+}
+
+/// Moves a segment's primary file to the recycle pool; its bytes stay and
+/// are overwritten in place when the file is reused.
+pub fn recycle(dir: &Path, seq: u64) -> Result<PathBuf> {
+    let from = segment_path(dir, seq);
+    let to = free_path(dir, seq);
+    std::fs::rename(&from, &to).map_err(io(format!("cannot recycle {}", from.display())))?;
+    fsync_dir(dir)?;
+    Ok(to)
+}
+
+pub fn open_read(dir: &Path, seq: u64) -> Result<File> {
+    let path = segment_path(dir, seq);
+    File::open(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::SegmentMissing { seq }
+        } else {
+            Error::Io {
+                context: format!("cannot open {}", path.display()),
+                source: e,
+            }
+        }
+    })
+}
+
+pub fn read_exact_at(file: &File, seq: u64, buf: &mut [u8], offset: u64) -> Result<()> {
+    file.read_exact_at(buf, offset)
+        .map_err(io(format!("cannot read segment {seq} at offset {offset}")))
+}
+
+fn corrupt(seq: u64, offset: u64, what: &'static str) -> impl FnOnce(DecodeError) -> Error {
+    move |source| Error::Corrupt {
+        seq,
+        offset,
+        what,
+        source,
+    }
+}
+
+/// Reads and checks a segment's header: it must be segment `seq` of this volume.
+pub fn read_header(
+    file: &File,
+    seq: u64,
+    volume: VolumeId,
+    dir: &Path,
+) -> Result<(SegmentHeader, u32)> {
+    let mut buf = vec![0u8; SEGMENT_HEADER_LEN];
+    read_exact_at(file, seq, &mut buf, 0)?;
+    let (header, crc) = SegmentHeader::decode(&buf).map_err(corrupt(seq, 0, "segment header"))?;
+    if header.volume_id != volume {
+        return Err(Error::ForeignSegment {
+            seq,
+            path: segment_path(dir, seq),
+        });
+    }
+    if header.seq != seq {
+        return Err(Error::Corrupt {
+            seq,
+            offset: 0,
+            what: "segment header",
+            source: DecodeError::Invalid("sequence number differs from file name"),
+        });
+    }
+    Ok((header, crc))
+}
+
+/// A sealed segment's footer and summary, when it has a valid footer.
+/// A footer that is absent or left from a previous use of the file means the
+/// segment was never sealed: `Ok(None)`. A valid footer whose summary fails
+/// its checksum is corruption.
+pub fn read_sealed(
+    file: &File,
+    header: &SegmentHeader,
+) -> Result<Option<(Footer, Vec<SummaryEntry>)>> {
+    let seq = header.seq;
+    let footer_at = header.segment_size - FOOTER_LEN as u64;
+    let mut buf = vec![0u8; FOOTER_LEN];
+    read_exact_at(file, seq, &mut buf, footer_at)?;
+    let footer = match Footer::decode(&buf) {
+        Ok(f) if f.seq == seq => f,
+        _ => return Ok(None),
+    };
+    let summary_at = footer.records_end as u64;
+    if summary_at + footer.summary_len as u64 > footer_at {
+        return Err(corrupt(seq, footer_at, "segment footer")(
+            DecodeError::Invalid("summary past footer"),
+        ));
+    }
+    let mut summary = vec![0u8; footer.summary_len as usize];
+    read_exact_at(file, seq, &mut summary, summary_at)?;
+    crate::format::codec::verify_crc(footer.summary_crc, &summary).map_err(corrupt(
+        seq,
+        summary_at,
+        "segment summary",
+    ))?;
+    let entries =
+        SummaryEntry::decode_all(&summary).map_err(corrupt(seq, summary_at, "segment summary"))?;
+    Ok(Some((footer, entries)))
+}
+
+/// What a forward scan found in an unsealed segment.
+#[derive(Debug)]
+pub struct Scan {
+    /// Entries of the records in complete groups, in log order.
+    pub entries: Vec<SummaryEntry>,
+    /// End of the last complete group: where the next append goes.
+    pub valid_end: u32,
+    /// crc of the last record in a complete group (the header's crc if none).
+    pub last_crc: u32,
+    /// Where and why the scan stopped before the end of the file, if it found
+    /// bytes that are not a valid continuation of the log.
+    pub stopped: Option<(u32, String)>,
+}
+
+/// Reads a segment file in large chunks for the forward scan.
+struct ChunkReader<'a> {
+    file: &'a File,
+    seq: u64,
+    limit: u64,
+    buf: Vec<u8>,
+    at: u64,
+}
+
+impl ChunkReader<'_> {
+    /// The bytes `[pos, pos + n)`, or `None` if they run past the limit.
+    fn get(&mut self, pos: u64, n: usize) -> Result<Option<&[u8]>> {
+        let end = pos + n as u64;
+        if end > self.limit {
+            return Ok(None);
+        }
+        if pos < self.at || end > self.at + self.buf.len() as u64 {
+            let want = (n.max(SCAN_CHUNK) as u64).min(self.limit - pos) as usize;
+            self.buf.resize(want, 0);
+            read_exact_at(self.file, self.seq, &mut self.buf, pos)?;
+            self.at = pos;
+        }
+        let start = (pos - self.at) as usize;
+        Ok(Some(&self.buf[start..start + n]))
+    }
+}
+
+/// Reads records from the start of a segment until the first one that is
+/// torn, fails its checksum or does not chain to its predecessor. Records
+/// of a group that never got its GROUP_END are not part of the log.
+pub fn scan_forward(file: &File, header: &SegmentHeader, header_crc: u32) -> Result<Scan> {
+    let mut reader = ChunkReader {
+        file,
+        seq: header.seq,
+        limit: header.segment_size - FOOTER_LEN as u64,
+        buf: Vec::new(),
+        at: 0,
+    };
+    let mut scan = Scan {
+        entries: Vec::new(),
+        valid_end: SEGMENT_HEADER_LEN as u32,
+        last_crc: header_crc,
+        stopped: None,
+    };
+    let mut group = Vec::new();
+    let mut prev = header_crc;
+    let mut pos = SEGMENT_HEADER_LEN as u64;
+    let stop = loop {
+        let Some(head) = reader.get(pos, RECORD_HEADER_LEN)? else {
+            break None;
+        };
+        if head.iter().all(|&b| b == 0) {
+            break Some("zeros".to_string());
+        }
+        let len = match RecordHeader::decode(head) {
+            Ok(h) => h.len as usize,
+            Err(e) => break Some(e.to_string()),
+        };
+        let Some(bytes) = reader.get(pos, len)? else {
+            break Some("record runs past the end of the segment".to_string());
+        };
+        let view = match RecordView::parse(bytes) {
+            Ok(v) => v,
+            Err(e) => break Some(e.to_string()),
+        };
+        if view.header.prev != prev {
+            break Some("record does not follow its predecessor".to_string());
+        }
+        group.push(SummaryEntry::of(pos as u32, &view));
+        prev = view.header.crc;
+        pos += len as u64;
+        if view.header.flags & FLAG_GROUP_END != 0 {
+            scan.entries.append(&mut group);
+            scan.valid_end = pos as u32;
+            scan.last_crc = prev;
+        }
+    };
+    if let Some(reason) = stop {
+        scan.stopped = Some((pos as u32, reason));
+    }
+    if !group.is_empty() {
+        scan.stopped = Some((
+            scan.valid_end,
+            "a group of records was cut short".to_string(),
+        ));
+    }
+    Ok(scan)
+}

@@ -1,0 +1,278 @@
+//! The volume's policy: block size, segment size, working set, compression
+//! level and backing store, kept in `lsvfs.toml` at the top of the volume.
+
+use crate::format::{FORMAT_VERSION, VolumeId};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+pub const POLICY_FILE: &str = "lsvfs.toml";
+
+pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
+pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
+pub const DEFAULT_WORKING_SET: u32 = 64;
+pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+
+const BLOCK_SIZE_MIN: u64 = 512;
+const BLOCK_SIZE_MAX: u64 = 1 << 20;
+const SEGMENT_SIZE_MIN: u64 = 64 << 10;
+const SEGMENT_SIZE_MAX: u64 = 1 << 30;
+/// A segment must hold at least this many full blocks (with their headers).
+const BLOCKS_PER_SEGMENT_MIN: u64 = 8;
+const WORKING_SET_MIN: u32 = 4;
+const WORKING_SET_MAX: u32 = 1 << 16;
+
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    #[error("{field}: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("policy file {path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> PolicyError {
+    PolicyError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// The policy as stored in `lsvfs.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    pub format_version: u16,
+    /// 32 hex digits; written in every segment header.
+    pub volume_id: String,
+    pub block_size: u64,
+    pub segment_size: u64,
+    pub working_set: u32,
+    pub compression_level: i32,
+    /// Where retired segments go; relative paths are relative to the volume.
+    pub backing_store: PathBuf,
+}
+
+impl Policy {
+    /// A policy with the defaults and a fresh volume id.
+    pub fn new(volume_id: VolumeId) -> Self {
+        Policy {
+            format_version: FORMAT_VERSION,
+            volume_id: volume_id.to_hex(),
+            block_size: DEFAULT_BLOCK_SIZE,
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            working_set: DEFAULT_WORKING_SET,
+            compression_level: DEFAULT_COMPRESSION_LEVEL,
+            backing_store: PathBuf::from("archive"),
+        }
+    }
+
+    pub fn volume_id(&self) -> Result<VolumeId, PolicyError> {
+        VolumeId::from_hex(&self.volume_id).ok_or_else(|| invalid("volume_id", "not 32 hex digits"))
+    }
+
+    /// Checks every value; the message names the field and the rule.
+    pub fn validate(&self) -> Result<(), PolicyError> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(invalid(
+                "format_version",
+                format!(
+                    "volume has format version {}, this lsvfs reads version {FORMAT_VERSION}",
+                    self.format_version
+                ),
+            ));
+        }
+        self.volume_id()?;
+        check_power_of_two(
+            "block_size",
+            self.block_size,
+            BLOCK_SIZE_MIN,
+            BLOCK_SIZE_MAX,
+        )?;
+        check_power_of_two(
+            "segment_size",
+            self.segment_size,
+            SEGMENT_SIZE_MIN,
+            SEGMENT_SIZE_MAX,
+        )?;
+        if self.segment_size < self.block_size * BLOCKS_PER_SEGMENT_MIN * 2 {
+            return Err(invalid(
+                "segment_size",
+                format!(
+                    "{} is too small for block size {}: use at least {}",
+                    format_size(self.segment_size),
+                    format_size(self.block_size),
+                    format_size(self.block_size * BLOCKS_PER_SEGMENT_MIN * 2)
+                ),
+            ));
+        }
+        if !(WORKING_SET_MIN..=WORKING_SET_MAX).contains(&self.working_set) {
+            return Err(invalid(
+                "working_set",
+                format!(
+                    "{} segments is out of range {WORKING_SET_MIN}..={WORKING_SET_MAX}",
+                    self.working_set
+                ),
+            ));
+        }
+        if !(1..=22).contains(&self.compression_level) {
+            return Err(invalid(
+                "compression_level",
+                format!("{} is out of range 1..=22", self.compression_level),
+            ));
+        }
+        if self.backing_store.as_os_str().is_empty() {
+            return Err(invalid("backing_store", "empty path"));
+        }
+        Ok(())
+    }
+
+    /// The backing store directory, resolved against the volume directory.
+    pub fn backing_store_path(&self, volume: &Path) -> PathBuf {
+        volume.join(&self.backing_store)
+    }
+
+    pub fn to_toml(&self) -> String {
+        let body = toml::to_string(self).expect("policy serializes");
+        format!(
+            "# lsvfs volume policy. Sizes are in bytes. See lsvfs-create(1) for sizing.\n{body}"
+        )
+    }
+
+    pub fn load(volume: &Path) -> Result<Self, PolicyError> {
+        let path = volume.join(POLICY_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let policy: Policy = toml::from_str(&text).map_err(|e| PolicyError::Parse {
+            path: path.clone(),
+            message: e.message().to_string(),
+        })?;
+        policy.validate().map_err(|e| PolicyError::Parse {
+            path,
+            message: e.to_string(),
+        })?;
+        Ok(policy)
+    }
+}
+
+fn check_power_of_two(field: &'static str, v: u64, min: u64, max: u64) -> Result<(), PolicyError> {
+    if !v.is_power_of_two() || v < min || v > max {
+        return Err(invalid(
+            field,
+            format!(
+                "{} must be a power of two between {} and {}",
+                format_size(v),
+                format_size(min),
+                format_size(max)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Parses a size such as `4096`, `4K`, `4KiB`, `64M`, `1G` (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    if digits.is_empty() {
+        return Err(format!(
+            "'{s}' is not a size: expected a number such as 4K, 64M or 1G"
+        ));
+    }
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is too large to be a size"))?;
+    let shift = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 0,
+        "K" | "KB" | "KIB" => 10,
+        "M" | "MB" | "MIB" => 20,
+        "G" | "GB" | "GIB" => 30,
+        "T" | "TB" | "TIB" => 40,
+        other => {
+            return Err(format!(
+                "'{s}' has an unknown unit '{other}': use K, M, G or T"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("'{s}' is too large to be a size"))
+}
+
+/// Formats a byte count with the largest binary unit that divides it.
+pub fn format_size(v: u64) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
+        if v >= 1 << shift && v % (1 << shift) == 0 {
+            return format!("{}{unit}", v >> shift);
+        }
+    }
+    v.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> Policy {
+        Policy::new(VolumeId([1; 16]))
+    }
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("4KiB"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("M").is_err());
+        assert!(parse_size("4X").is_err());
+        assert!(parse_size("99999999999999999999").is_err());
+        assert!(parse_size("999999999999T").is_err());
+        assert_eq!(format_size(64 << 20), "64M");
+        assert_eq!(format_size(1000), "1000");
+    }
+
+    #[test]
+    fn defaults_are_valid_and_round_trip_through_toml() {
+        let p = policy();
+        p.validate().unwrap();
+        let back: Policy = toml::from_str(&p.to_toml()).unwrap();
+        assert_eq!(back, p);
+    }
+
+    #[test]
+    fn every_rule_is_enforced() {
+        let cases: Vec<(fn(&mut Policy), &str)> = vec![
+            (|p| p.block_size = 3000, "block_size"),
+            (|p| p.block_size = 256, "block_size"),
+            (|p| p.segment_size = 3 << 20, "segment_size"),
+            (|p| p.segment_size = 2 << 30, "segment_size"),
+            (
+                |p| {
+                    p.block_size = 1 << 20;
+                    p.segment_size = 8 << 20
+                },
+                "segment_size",
+            ),
+            (|p| p.working_set = 3, "working_set"),
+            (|p| p.compression_level = 0, "compression_level"),
+            (|p| p.compression_level = 23, "compression_level"),
+            (|p| p.volume_id = "nope".into(), "volume_id"),
+            (|p| p.format_version = 9, "format_version"),
+            (|p| p.backing_store = PathBuf::new(), "backing_store"),
+        ];
+        for (mutate, field) in cases {
+            let mut p = policy();
+            mutate(&mut p);
+            let err = p.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{err} should name {field}");
+        }
+    }
+}

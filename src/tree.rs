@@ -1,0 +1,147 @@
+//! Reading a file tree through an index: attributes, directory entries,
+//! file contents and extended attributes. The live volume and views share
+//! this code; they differ only in how their index is held.
+//!
+//! Positions are looked up under the index lock, which is released before
+//! any segment is read, so a slow read never holds up the writer.
+
+use crate::error::Result;
+use crate::format::{DecodeError, InodeAttrs, Kind, Lsn, RecordView};
+use crate::index::{DirEntry, Index};
+use crate::log::reader::{Segments, corrupt};
+use std::sync::RwLock;
+
+/// How a tree gets at its index.
+pub trait IndexAccess {
+    fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R;
+}
+
+impl IndexAccess for RwLock<Index> {
+    fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
+        f(&self.read().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl IndexAccess for Index {
+    fn with_index<R>(&self, f: impl FnOnce(&Index) -> R) -> R {
+        f(self)
+    }
+}
+
+pub struct Tree<'a, I: IndexAccess> {
+    pub index: &'a I,
+    pub segments: &'a Segments,
+}
+
+/// Checks that a record read at `lsn` is of `kind` and about `key`.
+fn expect<'b>(buf: &'b [u8], lsn: Lsn, kind: Kind, key: &[u8]) -> Result<RecordView<'b>> {
+    let view = RecordView::parse(buf).map_err(corrupt(lsn))?;
+    if view.header.kind != kind || view.key != key {
+        return Err(corrupt(lsn)(DecodeError::Invalid(
+            "record is not the one the index points to",
+        )));
+    }
+    Ok(view)
+}
+
+impl<I: IndexAccess> Tree<'_, I> {
+    pub fn getattr(&self, ino: u64) -> Result<Option<InodeAttrs>> {
+        let Some(lsn) = self.index.with_index(|i| i.inode_lsn(ino)) else {
+            return Ok(None);
+        };
+        let buf = self.segments.read_record(lsn)?;
+        let view = expect(&buf, lsn, Kind::Inode, &ino.to_le_bytes())?;
+        InodeAttrs::decode(view.value)
+            .map(Some)
+            .map_err(corrupt(lsn))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<DirEntry> {
+        self.index.with_index(|i| i.lookup(parent, name))
+    }
+
+    /// Entries of a directory in name order, after `after` if given.
+    pub fn list_dir(&self, parent: u64, after: Option<&[u8]>) -> Vec<(Vec<u8>, DirEntry)> {
+        self.index.with_index(|i| i.list_dir(parent, after))
+    }
+
+    pub fn dir_is_empty(&self, parent: u64) -> bool {
+        self.index.with_index(|i| i.dir_len(parent) == 0)
+    }
+
+    /// Reads `len` bytes at `offset` of a file of `size` bytes; holes read
+    /// as zeros, nothing is returned past `size`.
+    pub fn read(&self, ino: u64, offset: u64, len: usize, size: u64) -> Result<Vec<u8>> {
+        let end = size.min(offset.saturating_add(len as u64));
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let mut out = vec![0u8; (end - offset) as usize];
+        let (bs, stride, runs) = self.index.with_index(|i| {
+            let bs = i.block_size() as u64;
+            let runs = i.block_runs(ino, offset / bs, end.div_ceil(bs));
+            (bs, i.stride() as usize, runs)
+        });
+        for run in runs {
+            let bytes = self.segments.read(run.lsn, run.count as usize * stride)?;
+            let mut pos = 0;
+            for i in 0..run.count {
+                let block = run.block + i;
+                let lsn = Lsn {
+                    seq: run.lsn.seq,
+                    offset: run.lsn.offset + pos as u32,
+                };
+                let mut key = [0u8; 16];
+                key[..8].copy_from_slice(&ino.to_le_bytes());
+                key[8..].copy_from_slice(&block.to_le_bytes());
+                let view = expect(&bytes[pos..], lsn, Kind::Data, &key)?;
+                if view.value.len() as u64 > bs {
+                    return Err(corrupt(lsn)(DecodeError::Invalid("data block too long")));
+                }
+                pos += view.header.len as usize;
+                copy_block(&mut out, offset, block * bs, view.value);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The block of `ino` as stored (possibly shorter than a block), if any.
+    pub fn read_block(&self, ino: u64, block: u64) -> Result<Option<Vec<u8>>> {
+        let run = self
+            .index
+            .with_index(|i| i.block_runs(ino, block, block + 1).first().copied());
+        let Some(run) = run else { return Ok(None) };
+        let buf = self.segments.read_record(run.lsn)?;
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&ino.to_le_bytes());
+        key[8..].copy_from_slice(&block.to_le_bytes());
+        Ok(Some(
+            expect(&buf, run.lsn, Kind::Data, &key)?.value.to_vec(),
+        ))
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(lsn) = self.index.with_index(|i| i.xattr(ino, name)) else {
+            return Ok(None);
+        };
+        let buf = self.segments.read_record(lsn)?;
+        let mut key = ino.to_le_bytes().to_vec();
+        key.extend_from_slice(name);
+        Ok(Some(expect(&buf, lsn, Kind::Xattr, &key)?.value.to_vec()))
+    }
+
+    pub fn xattr_names(&self, ino: u64) -> Vec<Vec<u8>> {
+        self.index.with_index(|i| i.xattr_names(ino))
+    }
+}
+
+/// Copies the part of a block (starting at file offset `at`) that falls in
+/// `out` (starting at file offset `offset`).
+fn copy_block(out: &mut [u8], offset: u64, at: u64, data: &[u8]) {
+    let lo = at.max(offset);
+    let hi = (at + data.len() as u64).min(offset + out.len() as u64);
+    if lo < hi {
+        out[(lo - offset) as usize..(hi - offset) as usize]
+            .copy_from_slice(&data[(lo - at) as usize..(hi - at) as usize]);
+    }
+}

@@ -1,0 +1,350 @@
+//! A volume: its directory, policy, lock, log and live index. Opening one
+//! recovers it (backward scan from the tail) and starts the writer thread;
+//! views of sync points are built from it with the same backward scan.
+//!
+//! Directory layout:
+//! ```text
+//! VOLUME/lsvfs.toml   policy          VOLUME/lock        holder, clean-close mark
+//! VOLUME/syncpoints   catalog         VOLUME/segments/   segment files
+//! VOLUME/archive/     default backing store
+//! ```
+
+use crate::error::{Error, Result, io};
+use crate::format::{Lsn, Record};
+use crate::index::{Index, IndexStats};
+use crate::log::catalog::{Catalog, SyncPoint};
+use crate::log::lock::VolumeLock;
+use crate::log::reader::Segments;
+use crate::log::recovery::{build_backward, segment_records};
+use crate::log::writer::{self, Request, Tail, Writer};
+use crate::log::{Shared, lock, segment};
+use crate::policy::{POLICY_FILE, Policy};
+use crate::tree::Tree;
+use crossbeam_channel::{Sender, bounded};
+use std::fs::OpenOptions;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::thread::JoinHandle;
+
+pub const SEGMENTS_DIR: &str = "segments";
+/// Inode number of the root directory; numbers above it are handed out.
+pub const ROOT_INO: u64 = 1;
+
+pub struct Volume {
+    dir: PathBuf,
+    policy: Policy,
+    shared: Arc<Shared>,
+    tx: Sender<Request>,
+    writer: Option<JoinHandle<()>>,
+    lock: Option<VolumeLock>,
+}
+
+/// The volume as of one sync point: read-only, the same bytes every time.
+pub struct View {
+    pub point: SyncPoint,
+    index: Index,
+    segments: Arc<Segments>,
+}
+
+impl View {
+    pub fn tree(&self) -> Tree<'_, Index> {
+        Tree {
+            index: &self.index,
+            segments: &self.segments,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let ctx = format!("cannot write {}", path.display());
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(io(ctx.clone()))?;
+    file.write_all_at(bytes, 0)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .map_err(io(ctx))
+}
+
+impl Volume {
+    /// Creates a volume in `dir`, which must be absent or empty.
+    pub fn create(dir: &Path, policy: &Policy) -> Result<()> {
+        policy.validate()?;
+        if dir.join(POLICY_FILE).exists() {
+            return Err(Error::AlreadyAVolume {
+                path: dir.to_path_buf(),
+            });
+        }
+        match std::fs::read_dir(dir) {
+            Ok(mut entries) => {
+                if entries.next().is_some() {
+                    return Err(Error::NotEmpty {
+                        path: dir.to_path_buf(),
+                    });
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+                .map_err(io(format!("cannot create {}", dir.display())))?,
+            Err(e) => return Err(io(format!("cannot read {}", dir.display()))(e)),
+        }
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        std::fs::create_dir(&seg_dir)
+            .map_err(io(format!("cannot create {}", seg_dir.display())))?;
+        let store = policy.backing_store_path(dir);
+        std::fs::create_dir_all(&store)
+            .map_err(io(format!("cannot create {}", store.display())))?;
+        Catalog::create(dir)?;
+        // The policy file goes last: its presence is what makes a volume.
+        write_durably(&dir.join(POLICY_FILE), policy.to_toml().as_bytes())?;
+        segment::fsync_dir(dir)
+    }
+
+    /// Opens a volume for writing: locks it, recovers the index and starts
+    /// the writer.
+    pub fn open(dir: &Path) -> Result<Volume> {
+        if !dir.join(POLICY_FILE).exists() {
+            return Err(Error::NotAVolume {
+                path: dir.to_path_buf(),
+            });
+        }
+        let policy = Policy::load(dir)?;
+        let (vol_lock, clean) = VolumeLock::acquire(dir)?;
+        let volume_id = policy.volume_id()?;
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        let block_size = policy.block_size as u32;
+        let listing = segment::list(&seg_dir)?;
+        let mut catalog = Catalog::open(dir, true)?;
+
+        let mut index = Index::new(block_size);
+        let mut next_ino = ROOT_INO + 1;
+        let mut next_sync_id = catalog.last_id() + 1;
+        let mut window_start = 1;
+        let mut next_seq = 1;
+        let mut tail = None;
+        if let Some(&last) = listing.segments.last() {
+            let (_, recs) = segment_records(&seg_dir, last, volume_id)?;
+            let end = Lsn {
+                seq: last,
+                offset: u32::MAX,
+            };
+            let built = build_backward(&seg_dir, volume_id, block_size, end, &recs)?;
+            if built.orphans > 0 {
+                log::warn!(
+                    "{}: {} inodes had data but no inode record; ignored",
+                    dir.display(),
+                    built.orphans
+                );
+            }
+            index = built.index;
+            next_ino = next_ino.max(recs.header.next_ino).max(built.max_ino + 1);
+            let newest_sync = built.sync_points.iter().map(|(_, s)| s.id).max();
+            next_sync_id = next_sync_id
+                .max(recs.header.next_sync_id)
+                .max(newest_sync.map_or(0, |id| id + 1));
+            window_start = recs.header.window_start;
+            next_seq = last + 1;
+            let mut missing: Vec<SyncPoint> = built
+                .sync_points
+                .into_iter()
+                .filter(|(_, s)| s.id > catalog.last_id())
+                .map(|(lsn, info)| SyncPoint { lsn, info })
+                .collect();
+            missing.sort_by_key(|p| p.info.id);
+            catalog.append(&missing)?;
+            if let Some(scan) = &recs.scan {
+                let end = Lsn {
+                    seq: last,
+                    offset: scan.valid_end,
+                };
+                if clean != Some(end) {
+                    let why = scan
+                        .stopped
+                        .as_ref()
+                        .map(|(at, why)| format!(" (found {why} at offset {at})"))
+                        .unwrap_or_default();
+                    log::warn!(
+                        "{}: recovered after an unclean shutdown; the log ends in segment {last} at offset {}{why}",
+                        dir.display(),
+                        scan.valid_end
+                    );
+                }
+                let file = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(segment::segment_path(&seg_dir, last))
+                    .map_err(io(format!("cannot open segment {last} for writing")))?;
+                let mut summary = Vec::new();
+                for e in &recs.entries {
+                    e.encode(&mut summary);
+                }
+                tail = Some(Tail {
+                    file,
+                    header: recs.header,
+                    pos: scan.valid_end,
+                    last_crc: scan.last_crc,
+                    summary,
+                    count: recs.entries.len() as u32,
+                });
+            }
+        }
+        let shared = Arc::new(Shared::new(
+            volume_id,
+            seg_dir,
+            block_size,
+            policy.segment_size,
+            index,
+            catalog,
+            next_ino,
+            window_start,
+            listing.free,
+        ));
+        let tail = match tail {
+            Some(t) => t,
+            None => writer::open_segment(&shared, next_seq, next_sync_id)?,
+        };
+        let (tx, rx) = bounded(writer::QUEUE_LEN);
+        let handle = Writer::new(shared.clone(), tail, next_sync_id).spawn(rx)?;
+        Ok(Volume {
+            dir: dir.to_path_buf(),
+            policy,
+            shared,
+            tx,
+            writer: Some(handle),
+            lock: Some(vol_lock),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn call<T>(&self, make: impl FnOnce(writer::Reply<T>) -> Request) -> Result<T> {
+        self.shared.check()?;
+        let (reply, rx) = bounded(1);
+        self.tx.send(make(reply)).map_err(|_| Error::Closed)?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Appends an atomic group of records; returns once they are readable
+    /// (not yet durable: see [`Volume::fsync`]).
+    pub fn commit(&self, records: Vec<Record>) -> Result<Vec<Lsn>> {
+        self.call(|reply| Request::Append { records, reply })
+    }
+
+    /// Makes everything committed so far durable; concurrent callers share
+    /// one fdatasync.
+    pub fn fsync(&self) -> Result<()> {
+        self.call(|reply| Request::Sync { reply })
+    }
+
+    /// Writes a sync point and returns once it is durable.
+    pub fn sync_point(&self, label: &str, requester: &str) -> Result<SyncPoint> {
+        self.call(|reply| Request::SyncPoint {
+            label: label.to_string(),
+            requester: requester.to_string(),
+            reply,
+        })
+    }
+
+    /// All sync points, oldest first.
+    pub fn sync_points(&self) -> Vec<SyncPoint> {
+        lock(&self.shared.catalog).entries().to_vec()
+    }
+
+    /// The volume as of sync point `id`.
+    pub fn view(&self, id: u64) -> Result<View> {
+        let point = self
+            .sync_points()
+            .into_iter()
+            .find(|p| p.info.id == id)
+            .ok_or_else(|| Error::UnknownSyncPoint(id.to_string()))?;
+        let seg_dir = &self.shared.seg_dir;
+        let (_, recs) = segment_records(seg_dir, point.lsn.seq, self.shared.volume_id)?;
+        let built = build_backward(
+            seg_dir,
+            self.shared.volume_id,
+            self.shared.block_size,
+            point.lsn,
+            &recs,
+        )?;
+        Ok(View {
+            point,
+            index: built.index,
+            segments: self.shared.segments.clone(),
+        })
+    }
+
+    /// The live tree.
+    pub fn tree(&self) -> Tree<'_, RwLock<Index>> {
+        Tree {
+            index: &self.shared.index,
+            segments: &self.shared.segments,
+        }
+    }
+
+    pub fn allocate_ino(&self) -> u64 {
+        self.shared.allocate_ino()
+    }
+
+    pub fn index_stats(&self) -> IndexStats {
+        self.shared
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .stats()
+    }
+
+    /// Everything before this position survives a crash.
+    pub fn durable(&self) -> Lsn {
+        self.shared.durable()
+    }
+
+    /// Makes everything durable, stops the writer and records a clean close.
+    pub fn close(mut self) -> Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<()> {
+        let Some(handle) = self.writer.take() else {
+            return Ok(());
+        };
+        let end = self.call(|reply| Request::Close { reply });
+        let _ = handle.join();
+        let end = end?;
+        if let Some(l) = self.lock.as_mut() {
+            l.mark_clean(end)?;
+        }
+        Ok(())
+    }
+
+    /// Stops the writer as `kill -9` would: nothing more is written, nothing
+    /// is flushed, and the lock is released. For crash tests.
+    #[doc(hidden)]
+    pub fn crash(mut self) {
+        if let Some(handle) = self.writer.take() {
+            let _ = self.tx.send(Request::Crash);
+            let _ = handle.join();
+        }
+        self.lock.take();
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            log::error!("{}: closing the volume failed: {e}", self.dir.display());
+        }
+    }
+}
