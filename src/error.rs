@@ -21,6 +21,17 @@ pub enum Error {
         what: &'static str,
         source: DecodeError,
     },
+    /// The log stops short of data that was acknowledged as durable: not a
+    /// torn tail but damage, so nothing is cut and the volume is not opened.
+    #[error(
+        "segment {seq} is damaged at offset {offset} ({reason}), before {lost} that was acknowledged as durable; refusing to open"
+    )]
+    DurableDamaged {
+        seq: u64,
+        offset: u64,
+        reason: String,
+        lost: String,
+    },
     #[error("segment {seq} ({path}) belongs to another volume")]
     ForeignSegment { seq: u64, path: PathBuf },
     #[error("segment {seq} is not in primary storage")]
@@ -58,6 +69,9 @@ pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
 impl Error {
     /// Whether this error means stored bytes are damaged.
     pub fn is_corruption(&self) -> bool {
-        matches!(self, Error::Corrupt { .. } | Error::ForeignSegment { .. })
+        matches!(
+            self,
+            Error::Corrupt { .. } | Error::ForeignSegment { .. } | Error::DurableDamaged { .. }
+        )
     }
 }

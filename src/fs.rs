@@ -68,6 +68,7 @@ impl FsError {
                 // application must not take any of it for success.
                 Error::Io { .. }
                 | Error::Corrupt { .. }
+                | Error::DurableDamaged { .. }
                 | Error::ForeignSegment { .. }
                 | Error::SegmentMissing { .. }
                 | Error::Poisoned(_)

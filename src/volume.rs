@@ -116,7 +116,7 @@ impl Volume {
             });
         }
         let policy = Policy::load(dir)?;
-        let (vol_lock, clean) = VolumeLock::acquire(dir)?;
+        let (mut vol_lock, clean) = VolumeLock::acquire(dir)?;
         let volume_id = policy.volume_id()?;
         let seg_dir = dir.join(SEGMENTS_DIR);
         let block_size = policy.block_size as u32;
@@ -159,11 +159,13 @@ impl Volume {
                 .collect();
             missing.sort_by_key(|p| p.info.id);
             catalog.append(&missing)?;
+            let log_end = Lsn {
+                seq: last,
+                offset: recs.scan.as_ref().map_or(u32::MAX, |s| s.valid_end),
+            };
+            check_durable_end(&recs, log_end, clean, &catalog)?;
             if let Some(scan) = &recs.scan {
-                let end = Lsn {
-                    seq: last,
-                    offset: scan.valid_end,
-                };
+                let end = log_end;
                 if clean != Some(end) {
                     let why = scan
                         .stopped
@@ -195,6 +197,10 @@ impl Volume {
                 });
             }
         }
+        for path in &listing.staging {
+            std::fs::remove_file(path).map_err(io(format!("cannot remove {}", path.display())))?;
+        }
+        vol_lock.claim()?;
         let shared = Arc::new(Shared::new(
             volume_id,
             seg_dir,
@@ -339,6 +345,34 @@ impl Volume {
         }
         self.lock.take();
     }
+}
+
+/// Refuses a log that ends before what was acknowledged as durable: a sync
+/// point in the catalog, or the end a clean close recorded. Such a log is
+/// damaged, not torn, and cutting it would silently drop acknowledged data.
+fn check_durable_end(
+    recs: &crate::log::recovery::SegmentRecords,
+    log_end: Lsn,
+    clean: Option<Lsn>,
+    catalog: &Catalog,
+) -> Result<()> {
+    let lost = if let Some(p) = catalog.entries().iter().find(|p| p.lsn >= log_end) {
+        format!("sync point {}", p.info.id)
+    } else if let Some(c) = clean.filter(|c| *c > log_end) {
+        format!("data up to {c} (recorded at the last clean close)")
+    } else {
+        return Ok(());
+    };
+    let (offset, reason) = match recs.scan.as_ref().and_then(|s| s.stopped.clone()) {
+        Some((at, why)) => (at as u64, why),
+        None => (log_end.offset as u64, "the segment ends here".to_string()),
+    };
+    Err(Error::DurableDamaged {
+        seq: log_end.seq,
+        offset,
+        reason,
+        lost,
+    })
 }
 
 impl Drop for Volume {

@@ -24,6 +24,7 @@ fn host() -> String {
 
 impl VolumeLock {
     /// Takes the lock; returns it with the log end a clean close recorded.
+    /// Nothing is written until [`VolumeLock::claim`].
     pub fn acquire(volume: &Path) -> Result<(VolumeLock, Option<Lsn>)> {
         let path = volume.join(LOCK_FILE);
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
@@ -55,23 +56,29 @@ impl VolumeLock {
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(io(ctx("read")))?;
         let clean = text.lines().find_map(parse_clean);
-        let me = format!("pid {} on {}\n", std::process::id(), host());
-        file.set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| file.write_all(me.as_bytes()))
-            .map_err(io(ctx("write")))?;
         Ok((VolumeLock { file }, clean))
+    }
+
+    /// Names this process as the holder, which also forgets the clean mark:
+    /// from here on, only a clean close makes the next open a clean one.
+    pub fn claim(&mut self) -> Result<()> {
+        let me = format!("pid {} on {}\n", std::process::id(), host());
+        self.rewrite(&me, false)
+    }
+
+    fn rewrite(&mut self, text: &str, durable: bool) -> Result<()> {
+        self.file
+            .set_len(0)
+            .and_then(|_| self.file.rewind())
+            .and_then(|_| self.file.write_all(text.as_bytes()))
+            .and_then(|_| if durable { self.file.sync_data() } else { Ok(()) })
+            .map_err(io("cannot write the volume's lock file"))
     }
 
     /// Records a clean close that left the log ending at `end`.
     pub fn mark_clean(&mut self, end: Lsn) -> Result<()> {
         let text = format!("closed cleanly\nclean {} {}\n", end.seq, end.offset);
-        self.file
-            .set_len(0)
-            .and_then(|_| self.file.rewind())
-            .and_then(|_| self.file.write_all(text.as_bytes()))
-            .and_then(|_| self.file.sync_data())
-            .map_err(io("cannot write the volume's lock file"))
+        self.rewrite(&text, true)
     }
 }
 
@@ -91,6 +98,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut lock, clean) = VolumeLock::acquire(dir.path()).unwrap();
         assert_eq!(clean, None);
+        lock.claim().unwrap();
         let err = VolumeLock::acquire(dir.path()).err().unwrap().to_string();
         assert!(
             err.contains(&format!("pid {}", std::process::id())),

@@ -33,6 +33,8 @@ pub struct Listing {
     /// Sequence numbers, ascending.
     pub segments: Vec<u64>,
     pub free: Vec<PathBuf>,
+    /// Segments whose creation was cut short; they never held a record.
+    pub staging: Vec<PathBuf>,
 }
 
 pub fn list(dir: &Path) -> Result<Listing> {
@@ -51,10 +53,8 @@ pub fn list(dir: &Path) -> Result<Listing> {
             }
         } else if let Some(seq) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
             listing.segments.push(seq);
-        } else if name.ends_with(".tmp") {
-            // A segment whose creation was cut short; it never held a record.
-            std::fs::remove_file(entry.path())
-                .map_err(io(format!("cannot remove {}", entry.path().display())))?;
+        } else if name.ends_with(".seg.tmp") {
+            listing.staging.push(entry.path());
         }
     }
     listing.segments.sort_unstable();

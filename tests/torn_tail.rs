@@ -1,0 +1,250 @@
+//! Torn and corrupt tails: the last segment is cut at every record boundary
+//! and inside records, or has a byte flipped; recovery must keep exactly the
+//! complete groups before the damage, keep every acknowledged sync point, and
+//! refuse (changing nothing) when the damage lies before durable data.
+
+mod common;
+
+use lsvfs::format::{FileKind, InodeAttrs, Lsn, Record};
+use lsvfs::log::recovery::segment_records;
+use lsvfs::{Error, Volume};
+use std::collections::BTreeSet;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// A group of records: one inode, optionally with a data block and an xattr.
+fn group(ino: u64, big: bool) -> Vec<Record> {
+    let mut g = vec![Record::Inode {
+        ino,
+        attrs: InodeAttrs::new(FileKind::Regular, 0o600, 0, 0),
+    }];
+    if big {
+        g.push(Record::Data {
+            ino,
+            block: 0,
+            bytes: vec![ino as u8; 300],
+        });
+        g.push(Record::Xattr {
+            ino,
+            name: b"user.n".to_vec(),
+            value: ino.to_le_bytes().to_vec(),
+        });
+    }
+    g
+}
+
+struct Built {
+    _dir: tempfile::TempDir,
+    vol: PathBuf,
+    /// (ino, position just past its group), in log order.
+    groups: Vec<(u64, u32)>,
+    sync: Lsn,
+    seq: u64,
+    /// Start of every record in the segment.
+    records: Vec<u32>,
+}
+
+/// 10 groups, a sync point, 20 more groups; then a crash (no clean close).
+fn build() -> Built {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("v");
+    let mut policy = common::small_policy();
+    policy.segment_size = 1 << 20;
+    let v = common::create(&vol, &policy);
+    let mut groups = Vec::new();
+    let mut sync = None;
+    for ino in 2..32u64 {
+        let lsns = v.commit(group(ino, ino % 2 == 0)).unwrap();
+        groups.push((ino, lsns[0]));
+        if ino == 11 {
+            sync = Some(v.sync_point("ten", "test").unwrap().lsn);
+        }
+    }
+    let seq = v.durable().seq;
+    v.crash();
+    // Turn group start positions into group end positions.
+    let entries = segment_records(&vol.join("segments"), seq, policy.volume_id().unwrap())
+        .unwrap()
+        .1
+        .entries;
+    let ends: Vec<(u64, u32)> = groups
+        .iter()
+        .map(|&(ino, start)| {
+            let mut end = start.offset;
+            for e in entries.iter().filter(|e| e.offset >= start.offset) {
+                end = e.offset + e.len;
+                if e.flags & 1 != 0 {
+                    break;
+                }
+            }
+            (ino, end)
+        })
+        .collect();
+    Built {
+        _dir: dir,
+        vol,
+        records: entries.iter().map(|e| e.offset).collect(),
+        groups: ends,
+        sync: sync.unwrap(),
+        seq,
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(all_bytes(&e.path()));
+        } else {
+            out.push((e.path(), std::fs::read(e.path()).unwrap()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Which groups survive in a reopened volume; checks each is whole.
+fn surviving(v: &Volume) -> BTreeSet<u64> {
+    let tree = v.tree();
+    let mut out = BTreeSet::new();
+    for ino in 2..32u64 {
+        let Some(attrs) = tree.getattr(ino).unwrap() else {
+            continue;
+        };
+        assert_eq!(attrs.mode, 0o600);
+        if ino % 2 == 0 {
+            assert_eq!(tree.read_block(ino, 0).unwrap(), Some(vec![ino as u8; 300]));
+            assert_eq!(
+                tree.getxattr(ino, b"user.n").unwrap(),
+                Some(ino.to_le_bytes().to_vec())
+            );
+        }
+        out.insert(ino);
+    }
+    out
+}
+
+/// Damages a copy of the volume, reopens it and returns what survived, with
+/// the groups that lie wholly before the first byte the damage changed.
+fn damage_and_open(
+    b: &Built,
+    damage: impl FnOnce(&std::fs::File),
+) -> Result<(BTreeSet<u64>, BTreeSet<u64>), Error> {
+    let work = tempfile::tempdir().unwrap();
+    let vol = work.path().join("v");
+    copy_dir(&b.vol, &vol);
+    let seg = vol.join("segments").join(format!("{:016}.seg", b.seq));
+    let before = std::fs::read(&seg).unwrap();
+    damage(&std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap());
+    let after = std::fs::read(&seg).unwrap();
+    let changed = before.iter().zip(&after).position(|(x, y)| x != y).unwrap_or(before.len());
+    let intact = b
+        .groups
+        .iter()
+        .filter(|(_, end)| *end as usize <= changed)
+        .map(|(i, _)| *i)
+        .collect();
+    let v = Volume::open(&vol)?;
+    let got = surviving(&v);
+    assert_eq!(v.sync_points().len(), 1, "the acknowledged sync point is listed");
+    let view = v.view(1).unwrap();
+    assert!(view.tree().getattr(11).unwrap().is_some());
+    assert!(view.tree().getattr(12).unwrap().is_none());
+    // The volume is writable again right after the cut.
+    v.commit(group(99, true)).unwrap();
+    v.close().unwrap();
+    let v = Volume::open(&vol).unwrap();
+    assert!(v.tree().getattr(99).unwrap().is_some());
+    assert_eq!(surviving(&v), got, "a second open agrees with the first");
+    v.close().unwrap();
+    Ok((got, intact))
+}
+
+/// Positions to cut at: every record start, and points inside records.
+fn cut_points(b: &Built) -> Vec<u32> {
+    let mut points = BTreeSet::new();
+    let sync_end = b.groups.iter().find(|(i, _)| *i == 12).unwrap().1 - 1;
+    let sync_end = sync_end.max(b.sync.offset + 1);
+    let mut prev = sync_end;
+    for &(_, end) in &b.groups {
+        if end <= sync_end {
+            continue;
+        }
+        for p in [prev, prev + 1, prev + 15, prev + 16, (prev + end) / 2, end - 1, end] {
+            if p > b.sync.offset && p <= end {
+                points.insert(p);
+            }
+        }
+        prev = end;
+    }
+    points.extend(b.records.iter().filter(|&&r| r > b.sync.offset));
+    points.into_iter().collect()
+}
+
+#[test]
+fn cut_anywhere_past_the_sync_point_keeps_the_complete_groups_before_it() {
+    let b = build();
+    let points = cut_points(&b);
+    assert!(points.len() > 60, "{} cut points", points.len());
+    let seg_size = 1u64 << 20;
+    for cut in points {
+        let (got, intact) = damage_and_open(&b, |f| {
+            let zeros = vec![0u8; (seg_size - 64 - cut as u64) as usize];
+            f.write_all_at(&zeros, cut as u64).unwrap();
+        })
+        .unwrap();
+        assert_eq!(got, intact, "cut at {cut}");
+    }
+}
+
+#[test]
+fn a_flipped_byte_past_the_sync_point_ends_the_log_before_its_group() {
+    let b = build();
+    for cut in cut_points(&b) {
+        let (got, intact) = damage_and_open(&b, |f| {
+            let mut byte = [0u8];
+            f.read_exact_at(&mut byte, cut as u64).unwrap();
+            f.write_all_at(&[byte[0] ^ 0x20], cut as u64).unwrap();
+        })
+        .unwrap();
+        // The group holding the byte, and everything after, is gone.
+        assert_eq!(got, intact, "flip at {cut}");
+        let last = b.groups.last().unwrap().1;
+        if cut < last {
+            assert!(intact.len() < b.groups.len(), "flip at {cut} damaged nothing");
+        }
+    }
+}
+
+#[test]
+fn damage_before_the_sync_point_is_refused_and_changes_nothing() {
+    let b = build();
+    for offset in [4096u64, 5000, b.sync.offset as u64 - 3] {
+        let work = tempfile::tempdir().unwrap();
+        let vol = work.path().join("v");
+        copy_dir(&b.vol, &vol);
+        let seg = vol.join("segments").join(format!("{:016}.seg", b.seq));
+        let f = std::fs::OpenOptions::new().write(true).open(seg).unwrap();
+        f.write_all_at(&[0xFF, 0x00, 0xFF], offset).unwrap();
+        let before = all_bytes(&vol);
+        let err = Volume::open(&vol).err().expect("open must fail");
+        let msg = err.to_string();
+        assert!(matches!(err, Error::DurableDamaged { .. }), "{msg}");
+        assert!(msg.contains(&format!("segment {}", b.seq)) && msg.contains("sync point 1"), "{msg}");
+        assert_eq!(all_bytes(&vol), before, "a refused open wrote to the volume");
+    }
+}
