@@ -1,10 +1,9 @@
 //! Command-line parsing and the subcommands.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use lsvfs::format::FileKind;
-use lsvfs::fs::{Fs, ROOT_OWNER};
-use lsvfs::log::catalog::{CATALOG_FILE, Catalog};
+use lsvfs::fs::{Fs, FsError, ROOT_OWNER};
 use lsvfs::policy::{Policy, parse_size};
 use lsvfs::volume::ROOT_INO;
 use lsvfs::{Volume, format::VolumeId};
@@ -41,11 +40,11 @@ enum Command {
         #[arg(long)]
         backing_store: Option<PathBuf>,
         /// Size of a data block: a power of two from 512 to 1M.
-        #[arg(long, default_value = "4K")]
-        block_size: String,
+        #[arg(long, default_value = "4K", value_parser = parse_size)]
+        block_size: u64,
         /// Size of a segment file: a power of two from 64K to 1G.
-        #[arg(long, default_value = "64M")]
-        segment_size: String,
+        #[arg(long, default_value = "64M", value_parser = parse_size)]
+        segment_size: u64,
         /// Number of segments in the working set (at least 4).
         #[arg(long, default_value_t = lsvfs::policy::DEFAULT_WORKING_SET)]
         working_set: u32,
@@ -86,11 +85,32 @@ pub fn run() -> i32 {
     match dispatch(cli.command) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("lsvfs: {e:#}");
-            1
+            eprintln!("lsvfs: {}", one_line(&e));
+            if e.is::<Usage>() { 2 } else { 1 }
         }
     }
 }
+
+/// The error and its causes on one line, leaving out a cause that the
+/// message before it already ends with.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if !line.ends_with(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line
+}
+
+/// A mistake in the command line found after parsing (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct Usage(String);
 
 fn dispatch(command: Command) -> Result<()> {
     match command {
@@ -103,12 +123,21 @@ fn dispatch(command: Command) -> Result<()> {
             compression_level,
         } => {
             let mut policy = Policy::new(VolumeId::generate().context("cannot make a volume id")?);
-            policy.block_size = size_arg("--block-size", &block_size)?;
-            policy.segment_size = size_arg("--segment-size", &segment_size)?;
+            policy.block_size = block_size;
+            policy.segment_size = segment_size;
             policy.working_set = working_set;
             policy.compression_level = compression_level;
             if let Some(store) = backing_store {
                 policy.backing_store = absolute(&store)?;
+            }
+            if let Err(e) = policy.validate() {
+                let flag = e
+                    .to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or("")
+                    .replace('_', "-");
+                return Err(Usage(format!("--{flag}{}", &e.to_string()[flag.len()..])).into());
             }
             Volume::create(&volume, &policy)
                 .with_context(|| format!("cannot create volume {}", volume.display()))?;
@@ -124,27 +153,20 @@ fn dispatch(command: Command) -> Result<()> {
         }
         Command::Demo { volume } => demo(&volume),
         Command::SyncPoints { volume } => {
-            if !volume.join(CATALOG_FILE).exists() {
-                bail!("{} is not an lsvfs volume", volume.display());
-            }
-            let catalog = Catalog::open(&volume, false)?;
-            println!(
-                "{:>8}  {:<32}  {:<10}  LABEL",
-                "ID", "TIME (ns since epoch)", "SEGMENT"
-            );
-            for p in catalog.entries() {
+            let catalog = Volume::sync_points_of(&volume)?;
+            println!("{:>8}  {:<24}  {:>8}  LABEL", "ID", "TIME (UTC)", "SEGMENT");
+            for p in catalog {
                 println!(
-                    "{:>8}  {:<32}  {:<10}  {}",
-                    p.info.id, p.info.time_ns, p.lsn.seq, p.info.label
+                    "{:>8}  {:<24}  {:>8}  {}",
+                    p.info.id,
+                    lsvfs::time::rfc3339(p.info.time_ns),
+                    p.lsn.seq,
+                    p.info.label
                 );
             }
             Ok(())
         }
     }
-}
-
-fn size_arg(flag: &str, value: &str) -> Result<u64> {
-    parse_size(value).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -158,18 +180,34 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 fn demo(dir: &Path) -> Result<()> {
     let volume = Volume::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
     let fs = Fs::new(volume)?;
-    let (docs, _) = fs.mknod(ROOT_INO, b"docs", FileKind::Directory, 0o755, ROOT_OWNER, 0)?;
+    // Each run works in its own directory so that the demo can be repeated.
+    let name = (1..)
+        .map(|n| format!("demo-{n}"))
+        .find(|n| matches!(fs.lookup(ROOT_INO, n.as_bytes()), Err(FsError::NotFound)))
+        .expect("an unused name");
+    let (docs, _) = fs.mknod(
+        ROOT_INO,
+        name.as_bytes(),
+        FileKind::Directory,
+        0o755,
+        ROOT_OWNER,
+        0,
+    )?;
+    println!("working in /{name}");
     let (file, _) = fs.mknod(docs, b"report.txt", FileKind::Regular, 0o644, ROOT_OWNER, 0)?;
     fs.write(file, 0, b"version one\n")?;
     let first = fs.volume().sync_point("demo: version one", "lsvfs demo")?;
     println!("sync point {} taken at {}", first.info.id, first.lsn);
     fs.truncate(file, 0)?;
     fs.write(file, 0, b"version two, longer than the first\n")?;
-    fs.rename(docs, b"report.txt", ROOT_INO, b"report-v2.txt")?;
+    fs.rename(docs, b"report.txt", docs, b"report-v2.txt")?;
     let second = fs.volume().sync_point("demo: version two", "lsvfs demo")?;
     println!("sync point {} taken at {}", second.info.id, second.lsn);
     let live = fs.read(file, 0, 4096)?;
-    print!("live    /report-v2.txt: {}", String::from_utf8_lossy(&live));
+    print!(
+        "live    /{name}/report-v2.txt: {}",
+        String::from_utf8_lossy(&live)
+    );
     let view = fs.volume().view(first.info.id)?;
     let tree = view.tree();
     let old = tree
@@ -180,7 +218,7 @@ fn demo(dir: &Path) -> Result<()> {
         .context("the view lost the inode")?;
     let bytes = tree.read(old.child, 0, 4096, attrs.size)?;
     print!(
-        "view {}  /docs/report.txt: {}",
+        "view {}  /{name}/report.txt: {}",
         first.info.id,
         String::from_utf8_lossy(&bytes)
     );

@@ -10,6 +10,7 @@ pub mod fs;
 pub mod index;
 pub mod log;
 pub mod policy;
+pub mod time;
 pub mod tree;
 pub mod volume;
 

@@ -208,7 +208,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 /// Formats a byte count with the largest binary unit that divides it.
 pub fn format_size(v: u64) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")] {
-        if v >= 1 << shift && v % (1 << shift) == 0 {
+        if v >= 1 << shift && v.is_multiple_of(1 << shift) {
             return format!("{}{unit}", v >> shift);
         }
     }
@@ -249,7 +249,8 @@ mod tests {
 
     #[test]
     fn every_rule_is_enforced() {
-        let cases: Vec<(fn(&mut Policy), &str)> = vec![
+        type Case = (fn(&mut Policy), &'static str);
+        let cases: Vec<Case> = vec![
             (|p| p.block_size = 3000, "block_size"),
             (|p| p.block_size = 256, "block_size"),
             (|p| p.segment_size = 3 << 20, "segment_size"),

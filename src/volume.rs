@@ -265,6 +265,18 @@ impl Volume {
     }
 
     /// All sync points, oldest first.
+    /// The sync points of the volume in `dir`, read without opening it (so
+    /// also while another process has it open).
+    pub fn sync_points_of(dir: &Path) -> Result<Vec<SyncPoint>> {
+        if !dir.join(POLICY_FILE).exists() {
+            return Err(Error::NotAVolume {
+                path: dir.to_path_buf(),
+            });
+        }
+        Policy::load(dir)?;
+        Ok(Catalog::open(dir, false)?.entries().to_vec())
+    }
+
     pub fn sync_points(&self) -> Vec<SyncPoint> {
         lock(&self.shared.catalog).entries().to_vec()
     }

@@ -36,7 +36,14 @@ fn child_writer() {
     for i in start.. {
         let name = format!("f{i}");
         let (ino, _) = fs
-            .mknod(ROOT_INO, name.as_bytes(), FileKind::Regular, 0o644, ROOT_OWNER, 0)
+            .mknod(
+                ROOT_INO,
+                name.as_bytes(),
+                FileKind::Regular,
+                0o644,
+                ROOT_OWNER,
+                0,
+            )
             .unwrap();
         fs.write(ino, 0, &content(i)).unwrap();
         writeln!(out, "written {i}").unwrap();
@@ -75,7 +82,13 @@ fn kill_9_loses_nothing_that_was_answered() {
     let mut total_syncs = 0;
     for round in 0..4u64 {
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["child_writer", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "child_writer",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_VOLUME, &vol)
             .env(CHILD_START, start.to_string())
             .stdout(Stdio::piped())
@@ -102,7 +115,11 @@ fn kill_9_loses_nothing_that_was_answered() {
             .iter()
             .filter_map(|l| l.strip_prefix("written ")?.parse().ok())
             .collect();
-        assert!(written.len() > 10, "round {round}: child wrote only {} files", written.len());
+        assert!(
+            written.len() > 10,
+            "round {round}: child wrote only {} files",
+            written.len()
+        );
         // This round's sync points, and the very first one again.
         let checked = syncs.len().min(1);
         syncs.truncate(checked);
@@ -138,5 +155,8 @@ fn kill_9_loses_nothing_that_was_answered() {
         start = present.last().map_or(0, |l| l + 1);
         fs.into_volume().close().unwrap();
     }
-    assert!(total_syncs >= 4, "only {total_syncs} sync points were taken");
+    assert!(
+        total_syncs >= 4,
+        "only {total_syncs} sync points were taken"
+    );
 }

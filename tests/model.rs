@@ -20,20 +20,50 @@ const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create { dir: usize, name: usize },
-    Mkdir { dir: usize, name: usize },
-    Write { file: usize, offset: u64, len: usize, seed: u8 },
-    Truncate { file: usize, size: u64 },
-    Unlink { path: usize },
-    Rmdir { dir: usize },
-    Rename { from: usize, dir: usize, name: usize },
-    Link { file: usize, dir: usize, name: usize },
+    Create {
+        dir: usize,
+        name: usize,
+    },
+    Mkdir {
+        dir: usize,
+        name: usize,
+    },
+    Write {
+        file: usize,
+        offset: u64,
+        len: usize,
+        seed: u8,
+    },
+    Truncate {
+        file: usize,
+        size: u64,
+    },
+    Unlink {
+        path: usize,
+    },
+    Rmdir {
+        dir: usize,
+    },
+    Rename {
+        from: usize,
+        dir: usize,
+        name: usize,
+    },
+    Link {
+        file: usize,
+        dir: usize,
+        name: usize,
+    },
     SyncPoint,
     Fsync,
     Reopen,
     /// Crash; with `tear`, also garble the log past the durable position
     /// from a point chosen by `at` (a fraction in 1/256ths).
-    Crash { tear: bool, at: u8, zeros: bool },
+    Crash {
+        tear: bool,
+        at: u8,
+        zeros: bool,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -204,7 +234,9 @@ fn pick<T: Clone>(v: &[T], i: usize) -> Option<T> {
 }
 
 fn content(len: usize, seed: u8) -> Vec<u8> {
-    (0..len).map(|i| seed.wrapping_add((i / 7) as u8) | 1).collect()
+    (0..len)
+        .map(|i| seed.wrapping_add((i / 7) as u8) | 1)
+        .collect()
 }
 
 struct Harness {
@@ -245,7 +277,10 @@ impl Harness {
     }
 
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
-        if matches!(op, Op::SyncPoint | Op::Fsync | Op::Reopen | Op::Crash { .. }) {
+        if matches!(
+            op,
+            Op::SyncPoint | Op::Fsync | Op::Reopen | Op::Crash { .. }
+        ) {
             return self.control(op);
         }
         let fs = self.fs.as_ref().unwrap();
@@ -411,18 +446,18 @@ impl Harness {
                 let p = self.fs().volume().sync_point("model", "test").unwrap();
                 self.points.insert(p.info.id, self.model.dump());
                 self.durable_now();
-                return Ok(());
+                Ok(())
             }
             Op::Fsync => {
                 self.fs().fsync().unwrap();
                 self.durable_now();
-                return Ok(());
+                Ok(())
             }
             Op::Reopen => {
                 self.fs.take().unwrap().into_volume().close().unwrap();
                 self.reopen()?;
                 self.durable_now();
-                return Ok(());
+                Ok(())
             }
             Op::Crash { tear, at, zeros } => {
                 let vol = self.fs.take().unwrap().into_volume();
@@ -436,10 +471,14 @@ impl Harness {
                 // at or past the last durable point.
                 let got = dump(&self.fs().volume().tree());
                 let found = self.since_durable.iter().rposition(|s| s.dump() == got);
-                prop_assert!(found.is_some(), "state after crash matches no prefix: {:#?}", got);
+                prop_assert!(
+                    found.is_some(),
+                    "state after crash matches no prefix: {:#?}",
+                    got
+                );
                 self.model = self.since_durable[found.unwrap()].clone();
                 self.durable_now();
-                return Ok(());
+                Ok(())
             }
             _ => unreachable!("not a control operation"),
         }
@@ -458,7 +497,13 @@ impl Harness {
 
     /// Every sync point rebuilds exactly as the model was when it was taken.
     fn check_points(&self) -> Result<(), TestCaseError> {
-        let listed: Vec<u64> = self.fs().volume().sync_points().iter().map(|p| p.info.id).collect();
+        let listed: Vec<u64> = self
+            .fs()
+            .volume()
+            .sync_points()
+            .iter()
+            .map(|p| p.info.id)
+            .collect();
         prop_assert_eq!(listed, self.points.keys().copied().collect::<Vec<_>>());
         for (id, want) in &self.points {
             let view = self.fs().volume().view(*id).unwrap();
@@ -471,7 +516,9 @@ impl Harness {
 /// Garbles the tail segment from a point past the durable position:
 /// either zeros to the end or a burst of junk bytes.
 fn tear_log(vol: &Path, durable: lsvfs::format::Lsn, at: u8, zeros: bool) {
-    let path = vol.join("segments").join(format!("{:016}.seg", durable.seq));
+    let path = vol
+        .join("segments")
+        .join(format!("{:016}.seg", durable.seq));
     let file = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     let span = 4096u64 * 4;
     let from = durable.offset as u64 + span * at as u64 / 256;
@@ -479,9 +526,19 @@ fn tear_log(vol: &Path, durable: lsvfs::format::Lsn, at: u8, zeros: bool) {
     if from >= limit {
         return;
     }
-    let len = if zeros { limit - from } else { (limit - from).min(300) };
+    let len = if zeros {
+        limit - from
+    } else {
+        (limit - from).min(300)
+    };
     let junk: Vec<u8> = (0..len)
-        .map(|i| if zeros { 0 } else { (i as u8).wrapping_mul(31) ^ at })
+        .map(|i| {
+            if zeros {
+                0
+            } else {
+                (i as u8).wrapping_mul(31) ^ at
+            }
+        })
         .collect();
     file.write_all_at(&junk, from).unwrap();
 }

@@ -149,9 +149,19 @@ fn damage_and_open(
     copy_dir(&b.vol, &vol);
     let seg = vol.join("segments").join(format!("{:016}.seg", b.seq));
     let before = std::fs::read(&seg).unwrap();
-    damage(&std::fs::OpenOptions::new().read(true).write(true).open(&seg).unwrap());
+    damage(
+        &std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&seg)
+            .unwrap(),
+    );
     let after = std::fs::read(&seg).unwrap();
-    let changed = before.iter().zip(&after).position(|(x, y)| x != y).unwrap_or(before.len());
+    let changed = before
+        .iter()
+        .zip(&after)
+        .position(|(x, y)| x != y)
+        .unwrap_or(before.len());
     let intact = b
         .groups
         .iter()
@@ -160,7 +170,11 @@ fn damage_and_open(
         .collect();
     let v = Volume::open(&vol)?;
     let got = surviving(&v);
-    assert_eq!(v.sync_points().len(), 1, "the acknowledged sync point is listed");
+    assert_eq!(
+        v.sync_points().len(),
+        1,
+        "the acknowledged sync point is listed"
+    );
     let view = v.view(1).unwrap();
     assert!(view.tree().getattr(11).unwrap().is_some());
     assert!(view.tree().getattr(12).unwrap().is_none());
@@ -184,7 +198,15 @@ fn cut_points(b: &Built) -> Vec<u32> {
         if end <= sync_end {
             continue;
         }
-        for p in [prev, prev + 1, prev + 15, prev + 16, (prev + end) / 2, end - 1, end] {
+        for p in [
+            prev,
+            prev + 1,
+            prev + 15,
+            prev + 16,
+            (prev + end) / 2,
+            end - 1,
+            end,
+        ] {
             if p > b.sync.offset && p <= end {
                 points.insert(p);
             }
@@ -225,7 +247,10 @@ fn a_flipped_byte_past_the_sync_point_ends_the_log_before_its_group() {
         assert_eq!(got, intact, "flip at {cut}");
         let last = b.groups.last().unwrap().1;
         if cut < last {
-            assert!(intact.len() < b.groups.len(), "flip at {cut} damaged nothing");
+            assert!(
+                intact.len() < b.groups.len(),
+                "flip at {cut} damaged nothing"
+            );
         }
     }
 }
@@ -244,7 +269,14 @@ fn damage_before_the_sync_point_is_refused_and_changes_nothing() {
         let err = Volume::open(&vol).err().expect("open must fail");
         let msg = err.to_string();
         assert!(matches!(err, Error::DurableDamaged { .. }), "{msg}");
-        assert!(msg.contains(&format!("segment {}", b.seq)) && msg.contains("sync point 1"), "{msg}");
-        assert_eq!(all_bytes(&vol), before, "a refused open wrote to the volume");
+        assert!(
+            msg.contains(&format!("segment {}", b.seq)) && msg.contains("sync point 1"),
+            "{msg}"
+        );
+        assert_eq!(
+            all_bytes(&vol),
+            before,
+            "a refused open wrote to the volume"
+        );
     }
 }

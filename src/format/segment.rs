@@ -2,7 +2,7 @@
 //!
 //! A segment file is `segment_size` bytes long:
 //! ```text
-//! [0, 4096)                      header (72 bytes used, rest zero)
+//! [0, 4096)                      header (92 bytes used, rest zero)
 //! [4096, records_end)            records, chained by crc
 //! [records_end, +summary_len)    summary (sealed segments only)
 //! [segment_size - 64, end)       footer (sealed segments only)

@@ -71,7 +71,13 @@ impl VolumeLock {
             .set_len(0)
             .and_then(|_| self.file.rewind())
             .and_then(|_| self.file.write_all(text.as_bytes()))
-            .and_then(|_| if durable { self.file.sync_data() } else { Ok(()) })
+            .and_then(|_| {
+                if durable {
+                    self.file.sync_data()
+                } else {
+                    Ok(())
+                }
+            })
             .map_err(io("cannot write the volume's lock file"))
     }
 

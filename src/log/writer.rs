@@ -304,10 +304,7 @@ impl Writer {
     }
 
     fn sync_point(&mut self, b: &mut Batch, label: String, requester: String) -> Result<SyncPoint> {
-        let time_ns = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
+        let time_ns = crate::time::now_ns();
         let info = SyncInfo {
             id: self.next_sync_id,
             time_ns,
@@ -375,10 +372,7 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
         segment_size: shared.segment_size,
         block_size: shared.block_size,
         window_start: shared.window_start.load(Ordering::SeqCst),
-        created_ns: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0),
+        created_ns: crate::time::now_ns(),
         next_ino: shared.next_ino.load(Ordering::SeqCst),
         next_sync_id,
     };

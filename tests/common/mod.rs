@@ -47,7 +47,12 @@ pub struct Content(pub Vec<u8>);
 
 impl std::fmt::Debug for Content {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} bytes, crc {:08x}", self.0.len(), crc32c::crc32c(&self.0))
+        write!(
+            f,
+            "{} bytes, crc {:08x}",
+            self.0.len(),
+            crc32c::crc32c(&self.0)
+        )
     }
 }
 
@@ -74,16 +79,21 @@ pub fn dump<I: IndexAccess>(tree: &Tree<'_, I>) -> Dump {
                     stack.push((e.child, p));
                 }
                 FileKind::Symlink => {
-                    out.insert(p, Node::Symlink {
-                        target: attrs.target,
-                    });
+                    out.insert(
+                        p,
+                        Node::Symlink {
+                            target: attrs.target,
+                        },
+                    );
                 }
                 _ => {
                     let f = first.entry(e.child).or_insert_with(|| p.clone());
                     if p < *f {
                         *f = p.clone();
                     }
-                    let content = tree.read(e.child, 0, attrs.size as usize, attrs.size).unwrap();
+                    let content = tree
+                        .read(e.child, 0, attrs.size as usize, attrs.size)
+                        .unwrap();
                     assert_eq!(content.len() as u64, attrs.size);
                     files.push((p, e.child, content, attrs.nlink));
                 }
@@ -92,11 +102,14 @@ pub fn dump<I: IndexAccess>(tree: &Tree<'_, I>) -> Dump {
     }
     for (p, ino, content, nlink) in files {
         let first_path = first[&ino].clone();
-        out.insert(p, Node::File {
-            content: Content(content),
-            nlink,
-            first_path,
-        });
+        out.insert(
+            p,
+            Node::File {
+                content: Content(content),
+                nlink,
+                first_path,
+            },
+        );
     }
     out
 }

@@ -1,0 +1,203 @@
+//! The command line meets bad input: every case gets one clear line on
+//! stderr, a non-zero exit code, and leaves the volume's files untouched.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn lsvfs(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lsvfs"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run lsvfs")
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Every file under `dir` with its bytes and modification time.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (Vec<u8>, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p.clone());
+            }
+            let bytes = if meta.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                Vec::new()
+            };
+            out.insert(p, (bytes, meta.modified().unwrap()));
+        }
+    }
+    out
+}
+
+/// Asserts a failure with `code` whose stderr is one line containing `needle`.
+fn assert_fails(out: &Output, code: i32, needle: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "{stderr:?} should mention {needle:?}"
+    );
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(
+        lines.len() == 1 || (code == 2 && lines.len() <= 2 && lines[1].contains("--help")),
+        "expected one line, got {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// A small volume with a few sync points written by `lsvfs demo`.
+fn demo_volume(dir: &Path) -> PathBuf {
+    let vol = dir.join("vol");
+    let out = lsvfs(&["create", path(&vol), "--segment-size", "64K"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = lsvfs(&["demo", path(&vol)]);
+    assert!(out.status.success(), "{out:?}");
+    vol
+}
+
+/// Runs `args`, expects the failure, and checks that nothing under `vol`
+/// changed.
+fn refused(vol: &Path, args: &[&str], code: i32, needle: &str) {
+    let before = snapshot(vol);
+    assert_fails(&lsvfs(args), code, needle);
+    assert_eq!(snapshot(vol), before, "{args:?} modified the volume");
+}
+
+#[test]
+fn bad_create_values_are_usage_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = tmp.path().join("v");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--block-size", "3K"], "power of two"),
+        (&["--block-size", "4Q"], "unknown unit"),
+        (&["--segment-size", "lots"], "not a size"),
+        (&["--segment-size", "3M"], "power of two"),
+        (&["--segment-size", "2G"], "between 64K and 1G"),
+        (&["--working-set", "3"], "--working-set"),
+        (&["--working-set=-1"], "--working-set"),
+        (&["--compression-level", "23"], "--compression-level"),
+        (
+            &["--block-size", "64K", "--segment-size", "64K"],
+            "too small",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["create", path(&vol)];
+        args.extend_from_slice(extra);
+        assert_fails(&lsvfs(&args), 2, needle);
+        assert!(!vol.exists(), "{extra:?} created the directory");
+    }
+}
+
+#[test]
+fn create_refuses_non_empty_directories_and_existing_volumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("precious"), b"keep me").unwrap();
+    refused(&dir, &["create", path(&dir)], 1, "is not empty");
+
+    let vol = demo_volume(tmp.path());
+    refused(&vol, &["create", path(&vol)], 1, "already an lsvfs volume");
+}
+
+#[test]
+fn missing_or_invalid_policy_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    let policy = vol.join("lsvfs.toml");
+    let text = std::fs::read_to_string(&policy).unwrap();
+
+    let edited = text.replace("working_set = 64", "working_set = 2");
+    assert_ne!(edited, text);
+    std::fs::write(&policy, &edited).unwrap();
+    refused(&vol, &["demo", path(&vol)], 1, "working_set");
+    refused(&vol, &["sync-points", path(&vol)], 1, "working_set");
+
+    std::fs::write(
+        &policy,
+        text.replace("format_version = 1", "format_version = 7"),
+    )
+    .unwrap();
+    refused(&vol, &["demo", path(&vol)], 1, "format version 7");
+
+    std::fs::write(&policy, "block_size = [").unwrap();
+    refused(&vol, &["demo", path(&vol)], 1, "lsvfs.toml is not valid");
+
+    std::fs::remove_file(&policy).unwrap();
+    refused(&vol, &["demo", path(&vol)], 1, "not an lsvfs volume");
+    refused(&vol, &["sync-points", path(&vol)], 1, "not an lsvfs volume");
+}
+
+fn segment(vol: &Path, seq: u64) -> PathBuf {
+    vol.join("segments").join(format!("{seq:016}.seg"))
+}
+
+/// Rewrites bytes of a segment header and recomputes its crc, so that the
+/// field and not the checksum is what the reader rejects.
+fn rewrite_header(vol: &Path, at: usize, bytes: &[u8]) {
+    let p = segment(vol, 1);
+    let mut seg = std::fs::read(&p).unwrap();
+    seg[at..at + bytes.len()].copy_from_slice(bytes);
+    let crc = crc32c::crc32c(&seg[..88]);
+    seg[88..92].copy_from_slice(&crc.to_le_bytes());
+    std::fs::write(&p, seg).unwrap();
+}
+
+#[test]
+fn corrupt_header_is_reported_with_where() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    let p = segment(&vol, 1);
+    let mut seg = std::fs::read(&p).unwrap();
+    seg[40] ^= 0x10;
+    std::fs::write(&p, seg).unwrap();
+    refused(
+        &vol,
+        &["demo", path(&vol)],
+        1,
+        "corrupt segment header in segment 1",
+    );
+}
+
+#[test]
+fn unknown_segment_version_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    rewrite_header(&vol, 8, &9u16.to_le_bytes());
+    refused(&vol, &["demo", path(&vol)], 1, "version 9");
+}
+
+#[test]
+fn segment_of_another_volume_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    rewrite_header(&vol, 16, &[0xab; 16]);
+    refused(&vol, &["demo", path(&vol)], 1, "belongs to another volume");
+}
+
+#[test]
+fn second_writer_is_told_who_holds_the_volume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    let held = lsvfs::Volume::open(&vol).unwrap();
+    let pid = std::process::id().to_string();
+    refused(&vol, &["demo", path(&vol)], 1, &format!("pid {pid}"));
+    // Listing sync points needs no lock and works beside the writer.
+    let out = lsvfs(&["sync-points", path(&vol)]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: version one"));
+    held.close().unwrap();
+}
