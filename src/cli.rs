@@ -1,12 +1,13 @@
-//! Command-line parsing and the subcommands.
+//! The command line: clap definitions and the subcommands. The binary only
+//! calls [`run`]; man pages are generated from [`command`].
 
+use crate::format::FileKind;
+use crate::fs::{Fs, FsError, ROOT_OWNER};
+use crate::policy::{Policy, parse_size};
+use crate::volume::ROOT_INO;
+use crate::{Volume, format::VolumeId};
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
-use lsvfs::format::FileKind;
-use lsvfs::fs::{Fs, FsError, ROOT_OWNER};
-use lsvfs::policy::{Policy, parse_size};
-use lsvfs::volume::ROOT_INO;
-use lsvfs::{Volume, format::VolumeId};
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
@@ -46,10 +47,10 @@ enum Command {
         #[arg(long, default_value = "64M", value_parser = parse_size)]
         segment_size: u64,
         /// Number of segments in the working set (at least 4).
-        #[arg(long, default_value_t = lsvfs::policy::DEFAULT_WORKING_SET)]
+        #[arg(long, default_value_t = crate::policy::DEFAULT_WORKING_SET)]
         working_set: u32,
         /// zstd level used when segments are archived (1 to 22).
-        #[arg(long, default_value_t = lsvfs::policy::DEFAULT_COMPRESSION_LEVEL)]
+        #[arg(long, default_value_t = crate::policy::DEFAULT_COMPRESSION_LEVEL)]
         compression_level: i32,
     },
     /// Exercise the engine on VOLUME without a mount: write files, take sync
@@ -61,6 +62,11 @@ enum Command {
     ///
     /// Example: lsvfs sync-points /var/lib/lsvfs/pg
     SyncPoints { volume: PathBuf },
+}
+
+/// The clap definition of the whole command line.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 /// Runs the command line; returns the process exit code.
@@ -146,7 +152,7 @@ fn dispatch(command: Command) -> Result<()> {
                 volume.display(),
                 policy.volume_id,
                 policy.working_set,
-                lsvfs::policy::format_size(policy.segment_size),
+                crate::policy::format_size(policy.segment_size),
                 policy.backing_store_path(&volume).display()
             );
             Ok(())
@@ -159,7 +165,7 @@ fn dispatch(command: Command) -> Result<()> {
                 println!(
                     "{:>8}  {:<24}  {:>8}  {}",
                     p.info.id,
-                    lsvfs::time::rfc3339(p.info.time_ns),
+                    crate::time::rfc3339(p.info.time_ns),
                     p.lsn.seq,
                     p.info.label
                 );

@@ -1,9 +1,11 @@
 //! lsvfs: a self-archiving, log-structured volume.
 //!
 //! The engine — [`format`], [`log`], [`index`], [`volume`], [`tree`] — knows
-//! nothing of FUSE and is tested in-process; [`fs`] gives it POSIX semantics.
+//! nothing of FUSE and is tested in-process; [`fs`] gives it POSIX semantics;
+//! [`cli`] is the command line.
 //! See docs/ARCHITECTURE.md for the layers and docs/FORMAT.md for the bytes.
 
+pub mod cli;
 pub mod error;
 pub mod format;
 pub mod fs;

@@ -1,9 +1,6 @@
-//! The `lsvfs` command: parses arguments and calls the engine. One line per
-//! failure on stderr; exit code 1 for operational failures, 2 for usage.
-
-mod cli;
+//! The `lsvfs` command: see [`lsvfs::cli`]. One line per failure on stderr;
+//! exit code 1 for operational failures, 2 for usage errors.
 
 fn main() {
-    let code = cli::run();
-    std::process::exit(code);
+    std::process::exit(lsvfs::cli::run());
 }

@@ -264,7 +264,6 @@ impl Volume {
         })
     }
 
-    /// All sync points, oldest first.
     /// The sync points of the volume in `dir`, read without opening it (so
     /// also while another process has it open).
     pub fn sync_points_of(dir: &Path) -> Result<Vec<SyncPoint>> {
@@ -277,6 +276,7 @@ impl Volume {
         Ok(Catalog::open(dir, false)?.entries().to_vec())
     }
 
+    /// All sync points, oldest first.
     pub fn sync_points(&self) -> Vec<SyncPoint> {
         lock(&self.shared.catalog).entries().to_vec()
     }
