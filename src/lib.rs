@@ -6,9 +6,11 @@
 //! See docs/ARCHITECTURE.md for the layers and docs/FORMAT.md for the bytes.
 
 pub mod cli;
+pub mod control;
 pub mod error;
 pub mod format;
 pub mod fs;
+pub mod fuse;
 pub mod index;
 pub mod log;
 pub mod policy;

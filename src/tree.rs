@@ -105,6 +105,12 @@ impl<I: IndexAccess> Tree<'_, I> {
         Ok(out)
     }
 
+    /// Whether any block of `ino` in `[first, end)` is stored.
+    pub fn has_blocks(&self, ino: u64, first: u64, end: u64) -> bool {
+        self.index
+            .with_index(|i| !i.block_runs(ino, first, end).is_empty())
+    }
+
     /// The block of `ino` as stored (possibly shorter than a block), if any.
     pub fn read_block(&self, ino: u64, block: u64) -> Result<Option<Vec<u8>>> {
         let run = self

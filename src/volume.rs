@@ -276,6 +276,11 @@ impl Volume {
         Ok(Catalog::open(dir, false)?.entries().to_vec())
     }
 
+    /// Whether segment `seq` of the volume in `dir` is in primary storage.
+    pub fn segment_in_primary(dir: &Path, seq: u64) -> bool {
+        segment::segment_path(&dir.join(SEGMENTS_DIR), seq).exists()
+    }
+
     /// All sync points, oldest first.
     pub fn sync_points(&self) -> Vec<SyncPoint> {
         lock(&self.shared.catalog).entries().to_vec()
@@ -322,6 +327,11 @@ impl Volume {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .stats()
+    }
+
+    /// Segment files in primary storage (sealed and open).
+    pub fn segments_in_primary(&self) -> u64 {
+        segment::list(&self.shared.seg_dir).map_or(0, |l| l.segments.len() as u64)
     }
 
     /// Everything before this position survives a crash.

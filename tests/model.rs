@@ -9,7 +9,7 @@ mod common;
 
 use common::{Content, Dump, Node, dump};
 use lsvfs::format::FileKind;
-use lsvfs::fs::{Fs, FsError, ROOT_OWNER};
+use lsvfs::fs::{Fs, FsError, ROOT_OWNER, RenameMode};
 use lsvfs::volume::{ROOT_INO, Volume};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -48,6 +48,7 @@ enum Op {
         from: usize,
         dir: usize,
         name: usize,
+        mode: RenameMode,
     },
     Link {
         file: usize,
@@ -77,7 +78,12 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (i(), 0..6000u64).prop_map(|(file, size)| Op::Truncate { file, size }),
         2 => i().prop_map(|path| Op::Unlink { path }),
         2 => i().prop_map(|dir| Op::Rmdir { dir }),
-        3 => (i(), i(), n()).prop_map(|(from, dir, name)| Op::Rename { from, dir, name }),
+        3 => (i(), i(), n(), prop_oneof![
+            2 => Just(RenameMode::Replace),
+            1 => Just(RenameMode::NoReplace),
+            1 => Just(RenameMode::Exchange),
+        ])
+            .prop_map(|(from, dir, name, mode)| Op::Rename { from, dir, name, mode }),
         2 => (i(), i(), n()).prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
         2 => Just(Op::SyncPoint),
         1 => Just(Op::Fsync),
@@ -380,7 +386,12 @@ impl Harness {
                 };
                 prop_assert_eq!(got, want, "rmdir {}", p);
             }
-            Op::Rename { from, dir, name } => {
+            Op::Rename {
+                from,
+                dir,
+                name,
+                mode,
+            } => {
                 let Some((p, parent, sname, ino)) = pick(&m.paths(), from) else {
                     return Ok(());
                 };
@@ -388,28 +399,36 @@ impl Harness {
                 let dname = NAMES[name].to_string();
                 let eparent = resolve(fs, &p[..p.rfind('/').unwrap()]);
                 let edir = resolve(fs, &dpath);
-                let got = errno(fs.rename(eparent, sname.as_bytes(), edir, dname.as_bytes()));
+                let got = errno(fs.rename(eparent, sname.as_bytes(), edir, dname.as_bytes(), mode));
                 let target = m.dir(dino).get(&dname).copied();
-                let want = if target == Some(ino) {
-                    0
-                } else if m.is_dir(ino) && m.is_ancestor(ino, dino) {
-                    libc::EINVAL
-                } else {
-                    match target {
-                        Some(t) if m.is_dir(ino) && !m.is_dir(t) => libc::ENOTDIR,
-                        Some(t) if !m.is_dir(ino) && m.is_dir(t) => libc::EISDIR,
-                        Some(t) if m.is_dir(t) && !m.dir(t).is_empty() => libc::ENOTEMPTY,
-                        _ => {
-                            if let Some(t) = target {
-                                m.drop_link(t);
-                            }
-                            m.dir_mut(parent).remove(&sname);
+                let into_itself = m.is_dir(ino) && m.is_ancestor(ino, dino);
+                let want = match (mode, target) {
+                    (RenameMode::NoReplace, Some(_)) => libc::EEXIST,
+                    (RenameMode::Exchange, None) => libc::ENOENT,
+                    (_, Some(t)) if t == ino => 0,
+                    (RenameMode::Exchange, Some(t)) => {
+                        if into_itself || (m.is_dir(t) && m.is_ancestor(t, parent)) {
+                            libc::EINVAL
+                        } else {
+                            m.dir_mut(parent).insert(sname.clone(), t);
                             m.dir_mut(dino).insert(dname.clone(), ino);
                             0
                         }
                     }
+                    _ if into_itself => libc::EINVAL,
+                    (_, Some(t)) if m.is_dir(ino) && !m.is_dir(t) => libc::ENOTDIR,
+                    (_, Some(t)) if !m.is_dir(ino) && m.is_dir(t) => libc::EISDIR,
+                    (_, Some(t)) if m.is_dir(t) && !m.dir(t).is_empty() => libc::ENOTEMPTY,
+                    _ => {
+                        if let Some(t) = target {
+                            m.drop_link(t);
+                        }
+                        m.dir_mut(parent).remove(&sname);
+                        m.dir_mut(dino).insert(dname.clone(), ino);
+                        0
+                    }
                 };
-                prop_assert_eq!(got, want, "rename {} -> {}/{}", p, dpath, dname);
+                prop_assert_eq!(got, want, "rename {:?} {} -> {}/{}", mode, p, dpath, dname);
             }
             Op::Link { file, dir, name } => {
                 let Some((p, ino)) = pick(&m.files(), file) else {
@@ -545,7 +564,7 @@ fn tear_log(vol: &Path, durable: lsvfs::format::Lsn, at: u8, zeros: bool) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 48,
+        cases: 160,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

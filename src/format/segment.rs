@@ -352,7 +352,10 @@ mod tests {
         for e in &entries {
             e.encode(&mut buf);
         }
-        assert_eq!(buf.len(), entries.iter().map(|e| e.encoded_len()).sum());
+        assert_eq!(
+            buf.len(),
+            entries.iter().map(|e| e.encoded_len()).sum::<usize>()
+        );
         assert_eq!(SummaryEntry::decode_all(&buf).unwrap(), entries);
         assert!(SummaryEntry::decode_all(&buf[..buf.len() - 1]).is_err());
     }

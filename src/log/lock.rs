@@ -88,6 +88,22 @@ impl VolumeLock {
     }
 }
 
+/// The pid holding the lock of the volume in `volume`, if any process does.
+pub fn holder(volume: &Path) -> Option<u32> {
+    let mut file = File::open(volume.join(LOCK_FILE)).ok()?;
+    // SAFETY: flock on a valid descriptor owned by `file`; a lock taken here
+    // is released when `file` closes at the end of this function.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0 {
+        return None;
+    }
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    text.strip_prefix("pid ")
+        .and_then(|t| t.split(' ').next())
+        .and_then(|pid| pid.parse().ok())
+        .or(Some(0))
+}
+
 fn parse_clean(line: &str) -> Option<Lsn> {
     let mut parts = line.strip_prefix("clean ")?.split(' ');
     let seq = parts.next()?.parse().ok()?;

@@ -123,7 +123,10 @@ impl Writer {
         }
     }
 
+    /// Starts the writer thread. Everything before the tail is durable
+    /// from the start: recovery read it from disk.
     pub fn spawn(self, rx: Receiver<Request>) -> Result<JoinHandle<()>> {
+        self.shared.set_durable(self.end());
         std::thread::Builder::new()
             .name("lsvfs-writer".into())
             .spawn(move || self.run(rx))
@@ -131,7 +134,6 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<Request>) {
-        self.shared.set_durable(self.end());
         while let Ok(first) = rx.recv() {
             let mut batch = vec![first];
             while batch.len() < BATCH_MAX {

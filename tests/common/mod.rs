@@ -3,6 +3,8 @@
 //! reference model can be compared with.
 #![allow(dead_code)]
 
+pub mod mount;
+
 use lsvfs::format::{FileKind, VolumeId};
 use lsvfs::policy::Policy;
 use lsvfs::tree::{IndexAccess, Tree};

@@ -2,7 +2,8 @@
 //! calls [`run`]; man pages are generated from [`command`].
 
 use crate::format::FileKind;
-use crate::fs::{Fs, FsError, ROOT_OWNER};
+use crate::fs::{Fs, FsError, ROOT_OWNER, RenameMode};
+use crate::fuse::MountOptions;
 use crate::policy::{Policy, parse_size};
 use crate::volume::ROOT_INO;
 use crate::{Volume, format::VolumeId};
@@ -58,11 +59,65 @@ enum Command {
     ///
     /// Example: lsvfs demo /tmp/vol
     Demo { volume: PathBuf },
-    /// List the sync points of a volume.
+    /// Mount a volume on MOUNTPOINT.
     ///
-    /// Example: lsvfs sync-points /var/lib/lsvfs/pg
-    SyncPoints { volume: PathBuf },
+    /// Without --foreground, returns once the mount is usable and leaves a
+    /// daemon serving it, which logs to VOLUME/daemon.log. Stop it with
+    /// `lsvfs unmount`, umount, fusermount3 -u, SIGTERM or SIGINT. As root no
+    /// fuse3 package is needed; other users need fusermount3 (apt-get
+    /// install fuse3) and user_allow_other in /etc/fuse.conf for allow_other.
+    ///
+    /// Example: lsvfs mount /var/lib/lsvfs/pg /srv/pg -o allow_other
+    Mount {
+        volume: PathBuf,
+        mountpoint: PathBuf,
+        /// Serve in this process until unmounted, logging to stderr.
+        #[arg(long)]
+        foreground: bool,
+        /// Comma-separated options: allow_other, default_permissions
+        /// (always on), ro, rw.
+        #[arg(short = 'o', value_name = "OPTIONS", default_value = "")]
+        options: String,
+    },
+    /// Unmount MOUNTPOINT and wait until its daemon has closed the volume.
+    ///
+    /// Example: lsvfs unmount /srv/pg
+    Unmount {
+        mountpoint: PathBuf,
+        /// Detach now even if files are open; the volume closes when the
+        /// last one is.
+        #[arg(long)]
+        lazy: bool,
+    },
+    /// Take a sync point on a mounted volume and print its id.
+    ///
+    /// Everything written before the command started is in the sync point.
+    ///
+    /// Example: lsvfs sync-point /srv/pg --label "before upgrade"
+    SyncPoint {
+        mountpoint: PathBuf,
+        /// UTF-8, at most 256 bytes, no control characters.
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    /// List the sync points of a volume (given by its directory or by a
+    /// mount point).
+    ///
+    /// LOCATION says where the segment holding the sync point lives:
+    /// primary storage or the backing store.
+    ///
+    /// Example: lsvfs sync-points /srv/pg --json
+    SyncPoints {
+        volume: PathBuf,
+        /// One JSON array: [{"id", "time", "time_ns", "label", "requester",
+        /// "segment", "location"}].
+        #[arg(long)]
+        json: bool,
+    },
 }
+
+mod mount;
+mod sync_point;
 
 /// The clap definition of the whole command line.
 pub fn command() -> clap::Command {
@@ -158,20 +213,18 @@ fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Demo { volume } => demo(&volume),
-        Command::SyncPoints { volume } => {
-            let catalog = Volume::sync_points_of(&volume)?;
-            println!("{:>8}  {:<24}  {:>8}  LABEL", "ID", "TIME (UTC)", "SEGMENT");
-            for p in catalog {
-                println!(
-                    "{:>8}  {:<24}  {:>8}  {}",
-                    p.info.id,
-                    crate::time::rfc3339(p.info.time_ns),
-                    p.lsn.seq,
-                    p.info.label
-                );
-            }
-            Ok(())
+        Command::Mount {
+            volume,
+            mountpoint,
+            foreground,
+            options,
+        } => {
+            let opts = MountOptions::parse(&options).map_err(Usage)?;
+            mount::mount(&volume, &mountpoint, &opts, foreground, &options)
         }
+        Command::Unmount { mountpoint, lazy } => mount::unmount(&mountpoint, lazy),
+        Command::SyncPoint { mountpoint, label } => sync_point::take(&mountpoint, &label),
+        Command::SyncPoints { volume, json } => sync_point::list(&volume, json),
     }
 }
 
@@ -206,7 +259,13 @@ fn demo(dir: &Path) -> Result<()> {
     println!("sync point {} taken at {}", first.info.id, first.lsn);
     fs.truncate(file, 0)?;
     fs.write(file, 0, b"version two, longer than the first\n")?;
-    fs.rename(docs, b"report.txt", docs, b"report-v2.txt")?;
+    fs.rename(
+        docs,
+        b"report.txt",
+        docs,
+        b"report-v2.txt",
+        RenameMode::Replace,
+    )?;
     let second = fs.volume().sync_point("demo: version two", "lsvfs demo")?;
     println!("sync point {} taken at {}", second.info.id, second.lsn);
     let live = fs.read(file, 0, 4096)?;

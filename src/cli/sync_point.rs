@@ -1,0 +1,92 @@
+//! `lsvfs sync-point` (through the mount's control file) and
+//! `lsvfs sync-points` (from the volume's catalog).
+
+use super::Usage;
+use crate::Volume;
+use crate::control::{CONTROL_DIR, SYNC_POINT_FILE};
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+pub fn take(mountpoint: &Path, label: &str) -> Result<()> {
+    let abs = std::path::absolute(mountpoint)?;
+    if !crate::fuse::mounts().iter().any(|m| m.mountpoint == abs) {
+        return Err(Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into());
+    }
+    if let Err(e) = crate::control::parse_label(label.as_bytes()) {
+        return Err(Usage(format!("invalid label: {e}")).into());
+    }
+    let path = abs.join(CONTROL_DIR).join(SYNC_POINT_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(label.as_bytes())
+        .with_context(|| format!("sync point on {} failed", mountpoint.display()))?;
+    let mut answer = String::new();
+    file.read_to_string(&mut answer)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let Some(id) = answer.split(' ').next().filter(|id| !id.is_empty()) else {
+        bail!("{} gave no answer", path.display());
+    };
+    println!("{id}");
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Listed {
+    id: u64,
+    time: String,
+    time_ns: u64,
+    label: String,
+    requester: String,
+    segment: u64,
+    location: &'static str,
+}
+
+/// A volume directory, or the volume behind an lsvfs mount point.
+fn volume_of(path: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(path)?;
+    Ok(crate::fuse::mounts()
+        .into_iter()
+        .find(|m| m.mountpoint == abs)
+        .map_or(abs, |m| m.volume))
+}
+
+pub fn list(path: &Path, json: bool) -> Result<()> {
+    let volume = volume_of(path)?;
+    let points = Volume::sync_points_of(&volume)?;
+    let listed: Vec<Listed> = points
+        .iter()
+        .map(|p| Listed {
+            id: p.info.id,
+            time: crate::time::rfc3339(p.info.time_ns),
+            time_ns: p.info.time_ns,
+            label: p.info.label.clone(),
+            requester: p.info.requester.clone(),
+            segment: p.lsn.seq,
+            location: if Volume::segment_in_primary(&volume, p.lsn.seq) {
+                "primary"
+            } else {
+                "archive"
+            },
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+        return Ok(());
+    }
+    println!(
+        "{:>8}  {:<24}  {:<8}  LABEL",
+        "ID", "TIME (UTC)", "LOCATION"
+    );
+    for p in listed {
+        println!(
+            "{:>8}  {:<24}  {:<8}  {}",
+            p.id, p.time, p.location, p.label
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,226 @@
+//! The `.lsvfs/` control directory as FUSE nodes: reserved inode numbers,
+//! attributes, access for root and the mount's owner only, and the
+//! sync-point file's write (answered from a worker thread, so that the
+//! FUSE threads stay free to take the writeback the sync point waits for).
+
+use super::adapter::file_attr;
+use crate::control::{self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, SYNC_POINT_FILE};
+use crate::format::{FileKind, InodeAttrs};
+use crate::fs::{Entry, Fs};
+use crate::volume::ROOT_INO;
+use fuser::{Errno, FileAttr, ReplyWrite, Request};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Inode numbers of the control nodes, far above any the volume hands out.
+const DIR_INO: u64 = u64::MAX - 15;
+const SYNC_POINT_INO: u64 = DIR_INO + 1;
+const STATS_INO: u64 = DIR_INO + 2;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlNode {
+    Dir,
+    SyncPoint,
+    Stats,
+}
+
+/// Per-handle state of an open control file.
+#[derive(Clone)]
+pub enum ControlHandle {
+    /// The answer line of the last sync point this handle made.
+    SyncPoint(Arc<Mutex<Option<String>>>),
+    /// The metrics as rendered when the file was opened.
+    Stats(Arc<Vec<u8>>),
+}
+
+impl ControlHandle {
+    pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
+        let bytes = match self {
+            ControlHandle::SyncPoint(answer) => answer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_default()
+                .into_bytes(),
+            ControlHandle::Stats(text) => text.to_vec(),
+        };
+        let start = (offset as usize).min(bytes.len());
+        let end = (start + size as usize).min(bytes.len());
+        bytes[start..end].to_vec()
+    }
+}
+
+pub struct Control {
+    fs: Arc<Fs>,
+    metrics: Arc<Metrics>,
+    owner: u32,
+    mountpoint: PathBuf,
+}
+
+impl Control {
+    pub fn new(fs: Arc<Fs>, metrics: Arc<Metrics>, owner: u32, mountpoint: PathBuf) -> Self {
+        Control {
+            fs,
+            metrics,
+            owner,
+            mountpoint,
+        }
+    }
+
+    pub fn is_control_name(&self, name: &[u8]) -> bool {
+        name == CONTROL_DIR.as_bytes()
+    }
+
+    pub fn node(&self, ino: u64) -> Option<ControlNode> {
+        match ino {
+            DIR_INO => Some(ControlNode::Dir),
+            SYNC_POINT_INO => Some(ControlNode::SyncPoint),
+            STATS_INO => Some(ControlNode::Stats),
+            _ => None,
+        }
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<ControlNode> {
+        match parent {
+            ROOT_INO if self.is_control_name(name) => Some(ControlNode::Dir),
+            DIR_INO if name == SYNC_POINT_FILE.as_bytes() => Some(ControlNode::SyncPoint),
+            DIR_INO if name == STATS_FILE.as_bytes() => Some(ControlNode::Stats),
+            _ => None,
+        }
+    }
+
+    fn ino(node: ControlNode) -> u64 {
+        match node {
+            ControlNode::Dir => DIR_INO,
+            ControlNode::SyncPoint => SYNC_POINT_INO,
+            ControlNode::Stats => STATS_INO,
+        }
+    }
+
+    pub fn attr(&self, node: ControlNode) -> FileAttr {
+        let (kind, mode) = match node {
+            ControlNode::Dir => (FileKind::Directory, 0o700),
+            ControlNode::SyncPoint => (FileKind::Regular, 0o600),
+            ControlNode::Stats => (FileKind::Regular, 0o400),
+        };
+        let mut a = InodeAttrs::new(kind, mode, self.owner, 0);
+        a.parent = ROOT_INO;
+        file_attr(Self::ino(node), &a, 4096)
+    }
+
+    pub fn list(&self, node: ControlNode) -> Vec<Entry> {
+        let entry = |name: &str, ino, kind| Entry {
+            name: name.as_bytes().to_vec(),
+            ino,
+            kind,
+        };
+        match node {
+            ControlNode::Dir => vec![
+                entry(".", DIR_INO, FileKind::Directory),
+                entry("..", ROOT_INO, FileKind::Directory),
+                entry(SYNC_POINT_FILE, SYNC_POINT_INO, FileKind::Regular),
+                entry(STATS_FILE, STATS_INO, FileKind::Regular),
+            ],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Only root and the user who mounted the volume may use the controls.
+    pub fn check_access(&self, req: &Request) -> Result<(), Errno> {
+        if req.uid() == 0 || req.uid() == self.owner {
+            Ok(())
+        } else {
+            Err(Errno::EACCES)
+        }
+    }
+
+    pub fn open(&self, req: &Request, node: ControlNode) -> Result<ControlHandle, Errno> {
+        self.check_access(req)?;
+        match node {
+            ControlNode::Dir => Err(Errno::EISDIR),
+            ControlNode::SyncPoint => Ok(ControlHandle::SyncPoint(Arc::default())),
+            ControlNode::Stats => Ok(ControlHandle::Stats(Arc::new(
+                self.metrics.render(&self.gauges()).into_bytes(),
+            ))),
+        }
+    }
+
+    fn gauges(&self) -> Gauges {
+        let vol = self.fs.volume();
+        let p = vol.policy();
+        let stats = vol.index_stats();
+        Gauges {
+            segments_primary: vol.segments_in_primary(),
+            working_set: p.working_set as u64,
+            segment_size: p.segment_size,
+            live_blocks: stats.blocks,
+            block_size: p.block_size,
+            inodes: stats.inodes,
+            sync_points: vol.sync_points().len() as u64,
+            archive_lag_segments: 0,
+        }
+    }
+
+    /// A label written to the sync-point file: flush what the kernel still
+    /// caches for this mount, take the sync point, and answer the write
+    /// once it is durable.
+    pub fn write(&self, req: &Request, handle: &ControlHandle, data: &[u8], reply: ReplyWrite) {
+        let ControlHandle::SyncPoint(answer) = handle else {
+            return reply.error(Errno::EBADF);
+        };
+        let label = match control::parse_label(data) {
+            Ok(l) => l,
+            Err(e) => {
+                log::info!("sync point refused: {e}");
+                return reply.error(Errno::EINVAL);
+            }
+        };
+        let requester = format!("pid {} uid {}", req.pid(), req.uid());
+        let (fs, metrics, answer) = (self.fs.clone(), self.metrics.clone(), answer.clone());
+        let mountpoint = self.mountpoint.clone();
+        let len = data.len() as u32;
+        let spawned = std::thread::Builder::new()
+            .name("lsvfs-sync-point".into())
+            .spawn(move || {
+                let start = Instant::now();
+                flush_page_cache(&mountpoint);
+                match fs.volume().sync_point(&label, &requester) {
+                    Ok(p) => {
+                        metrics.record(Op::SyncPoint, start.elapsed(), true);
+                        log::info!("sync point {} ({label:?}) for {requester}", p.info.id);
+                        *answer.lock().unwrap_or_else(|p| p.into_inner()) =
+                            Some(control::answer(&p));
+                        reply.written(len);
+                    }
+                    Err(e) => {
+                        metrics.record(Op::SyncPoint, start.elapsed(), false);
+                        log::error!("sync point failed: {e}");
+                        reply.error(Errno::EIO);
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            log::error!("cannot start a sync-point thread: {e}");
+        }
+    }
+}
+
+/// syncfs(2) on the mount: the kernel writes back dirty pages it holds for
+/// this filesystem (writeback cache), which arrive as ordinary writes.
+fn flush_page_cache(mountpoint: &std::path::Path) {
+    match std::fs::File::open(mountpoint) {
+        // SAFETY: syncfs on a descriptor owned by `dir`.
+        Ok(dir) => {
+            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+                log::warn!(
+                    "syncfs {}: {}",
+                    mountpoint.display(),
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+        Err(e) => log::warn!("cannot open {} for syncfs: {e}", mountpoint.display()),
+    }
+}

@@ -1,0 +1,310 @@
+//! The FUSE adapter: the only code that names fuser. [`serve`] mounts a
+//! volume and answers requests until it is unmounted (by `lsvfs unmount`,
+//! `umount`, `fusermount3 -u`, SIGTERM or SIGINT), then closes the volume
+//! cleanly.
+
+mod adapter;
+mod control;
+
+use crate::control::Metrics;
+use crate::fs::Fs;
+use crate::volume::Volume;
+use adapter::Adapter;
+use control::Control;
+use fuser::{Config, MountOption, Session, SessionACL};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The filesystem type as it appears in /proc/mounts: `fuse.lsvfs`.
+pub const SUBTYPE: &str = "lsvfs";
+/// FUSE request threads; they block on the writer's group commit, so more
+/// threads than cores let concurrent writes share one batch and one fsync.
+const THREADS: usize = 8;
+
+/// Mount options a user can give with `-o`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Let users other than the one who mounted use the mount.
+    pub allow_other: bool,
+    pub read_only: bool,
+}
+
+impl MountOptions {
+    /// Parses a comma-separated `-o` list. `default_permissions` is always
+    /// in effect (the kernel checks permissions), so it is accepted and
+    /// changes nothing; `rw` is the default; anything else is refused.
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let mut o = MountOptions::default();
+        for opt in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            match opt {
+                "allow_other" => o.allow_other = true,
+                "ro" | "read-only" | "read_only" => o.read_only = true,
+                "rw" | "default_permissions" | "defaults" => {}
+                other => {
+                    return Err(format!(
+                        "unknown mount option '{other}' (known: allow_other, default_permissions, ro, rw)"
+                    ));
+                }
+            }
+        }
+        Ok(o)
+    }
+}
+
+/// Why serving failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Volume(#[from] crate::Error),
+    #[error("{0}")]
+    Fs(#[from] crate::fs::FsError),
+    #[error("cannot mount on {path}: {source}")]
+    Mount {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Mountpoint(String),
+}
+
+/// Checks that `mountpoint` is a directory we can mount on, with a message
+/// that says what to do when it is not.
+pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
+    match std::fs::metadata(mountpoint) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(MountError::Mountpoint(format!(
+            "mount point {} is not a directory",
+            mountpoint.display()
+        ))),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Err(MountError::Mountpoint(format!(
+            "{} is a mount whose daemon is gone; run `lsvfs unmount {}` first",
+            mountpoint.display(),
+            mountpoint.display()
+        ))),
+        Err(e) => Err(MountError::Mountpoint(format!(
+            "mount point {}: {e}",
+            mountpoint.display()
+        ))),
+    }
+}
+
+/// Opens the volume in `volume`, mounts it on `mountpoint`, calls `ready`
+/// once the mount answers requests, and serves until it is unmounted.
+pub fn serve(
+    volume: &Path,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    ready: impl FnOnce(),
+) -> Result<(), MountError> {
+    let volume = std::path::absolute(volume).map_err(|e| MountError::Mountpoint(e.to_string()))?;
+    let mountpoint =
+        std::path::absolute(mountpoint).map_err(|e| MountError::Mountpoint(e.to_string()))?;
+    check_mountpoint(&mountpoint)?;
+    let fs = Arc::new(Fs::new(Volume::open(&volume)?)?);
+    let metrics = Arc::new(Metrics::default());
+    // SAFETY: geteuid has no preconditions.
+    let owner = unsafe { libc::geteuid() };
+    let control = Control::new(fs.clone(), metrics.clone(), owner, mountpoint.clone());
+    let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
+
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(volume.display().to_string()),
+        MountOption::Subtype(SUBTYPE.into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        if opts.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    config.acl = if opts.allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(THREADS);
+    config.clone_fd = true;
+
+    let signals = block_signals();
+    let session =
+        Session::new(adapter, &mountpoint, &config).map_err(|source| MountError::Mount {
+            path: mountpoint.clone(),
+            source,
+        })?;
+    spawn_signal_thread(signals, mountpoint.clone());
+    log::info!("{} mounted on {}", volume.display(), mountpoint.display());
+    ready();
+    let served = session.run();
+    log::info!("{} unmounted", mountpoint.display());
+    // The session is gone; a sync-point thread may still hold the Fs.
+    let mut fs = fs;
+    let fs = loop {
+        match Arc::try_unwrap(fs) {
+            Ok(fs) => break fs,
+            Err(again) => {
+                fs = again;
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
+    };
+    fs.into_volume().close()?;
+    served.map_err(|source| MountError::Mount {
+        path: mountpoint,
+        source,
+    })
+}
+
+const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+/// Blocks the stop signals in this thread and so in every thread it starts;
+/// one thread then waits for them with sigwait.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data initialised by sigemptyset; the mask
+    // change affects only the calling thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: detach the mount, which ends the session
+/// as soon as no file on it is open; the volume then closes cleanly.
+fn spawn_signal_thread(set: libc::sigset_t, mountpoint: PathBuf) {
+    let spawned = std::thread::Builder::new()
+        .name("lsvfs-signals".into())
+        .spawn(move || {
+            let mut sig = 0;
+            // SAFETY: `set` is a valid signal set blocked in this thread.
+            while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                log::info!("signal {sig}: unmounting {}", mountpoint.display());
+                if let Err(e) = unmount(&mountpoint, true) {
+                    log::error!("cannot unmount {}: {e}", mountpoint.display());
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::error!("cannot start the signal thread: {e}");
+    }
+}
+
+/// Unmounts `mountpoint`: umount2 as root, `fusermount3 -u` otherwise;
+/// `lazy` detaches it even while files on it are open.
+pub fn unmount(mountpoint: &Path, lazy: bool) -> std::io::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let path = CString::new(mountpoint.as_os_str().as_bytes())?;
+        let flags = if lazy { libc::MNT_DETACH } else { 0 };
+        // SAFETY: a valid NUL-terminated path.
+        if unsafe { libc::umount2(path.as_ptr(), flags) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        return Ok(());
+    }
+    let mut cmd = std::process::Command::new("fusermount3");
+    cmd.arg(if lazy { "-uz" } else { "-u" }).arg(mountpoint);
+    let out = cmd.output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// An lsvfs mount as listed in /proc/self/mountinfo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    pub mountpoint: PathBuf,
+    /// The volume directory (the mount's source).
+    pub volume: PathBuf,
+}
+
+/// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo.
+fn unescape(field: &str) -> PathBuf {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    PathBuf::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+/// The lsvfs mounts visible to this process.
+pub fn mounts() -> Vec<MountEntry> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let dash = fields.iter().position(|f| *f == "-")?;
+            let fstype = fields.get(dash + 1)?;
+            let entry = MountEntry {
+                mountpoint: unescape(fields.get(4)?),
+                volume: unescape(fields.get(dash + 2)?),
+            };
+            // Mounted by root, the type is plain `fuse` (the kernel's
+            // mount(2) has no subtype); the source then names the volume.
+            let ours = *fstype == format!("fuse.{SUBTYPE}")
+                || (*fstype == "fuse" && entry.volume.join(crate::policy::POLICY_FILE).is_file());
+            ours.then_some(entry)
+        })
+        .collect()
+}
+
+/// The supplementary groups of process `pid` (for access(2)), with `gid`.
+fn groups_of(pid: u32, gid: u32) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let mut groups: Vec<u32> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|g| {
+            g.split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    groups.push(gid);
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse_and_unknown_ones_are_refused() {
+        let o = MountOptions::parse("allow_other,ro,default_permissions").unwrap();
+        assert_eq!(
+            o,
+            MountOptions {
+                allow_other: true,
+                read_only: true
+            }
+        );
+        assert_eq!(MountOptions::parse("").unwrap(), MountOptions::default());
+        let err = MountOptions::parse("rw,bogus").unwrap_err();
+        assert!(err.contains("'bogus'"), "{err}");
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_undone() {
+        assert_eq!(unescape("/mnt/a\\040b"), PathBuf::from("/mnt/a b"));
+        assert_eq!(unescape("/plain"), PathBuf::from("/plain"));
+    }
+}

@@ -1,0 +1,143 @@
+//! Real mounts for end-to-end tests: a volume in a unique temp directory,
+//! mounted with the lsvfs binary, always unmounted (and its daemon stopped)
+//! when the guard drops, even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+pub fn lsvfs() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_lsvfs"))
+}
+
+/// Runs a command and panics with its output unless it succeeds.
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Installs a Debian package when `tool` is missing (tests run as root).
+pub fn ensure_tool(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        run(Command::new("apt-get").args(["install", "-y", "-qq", package]));
+    }
+}
+
+pub struct Mounted {
+    pub tmp: tempfile::TempDir,
+    pub volume: PathBuf,
+    pub mnt: PathBuf,
+    options: String,
+}
+
+impl Mounted {
+    /// A new volume with `create_args`, mounted with `-o options`.
+    pub fn new(create_args: &[&str], options: &str) -> Mounted {
+        let tmp = tempfile::Builder::new()
+            .prefix("lsvfs-e2e")
+            .tempdir()
+            .unwrap();
+        let volume = tmp.path().join("vol");
+        let mnt = tmp.path().join("mnt");
+        std::fs::create_dir(&mnt).unwrap();
+        run(lsvfs().arg("create").arg(&volume).args(create_args));
+        let m = Mounted {
+            tmp,
+            volume,
+            mnt,
+            options: options.to_string(),
+        };
+        m.mount();
+        m
+    }
+
+    pub fn mount(&self) {
+        run(lsvfs()
+            .arg("mount")
+            .arg(&self.volume)
+            .arg(&self.mnt)
+            .args(["-o", &self.options]));
+    }
+
+    pub fn unmount(&self) {
+        run(lsvfs().arg("unmount").arg(&self.mnt));
+    }
+
+    pub fn remount(&self) {
+        self.unmount();
+        self.mount();
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.join(rel)
+    }
+
+    fn is_mounted(&self) -> bool {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mnt = self.mnt.to_str().unwrap();
+        info.lines().any(|l| l.split(' ').nth(4) == Some(mnt))
+    }
+
+    /// The daemon's pid, from the volume's lock file.
+    pub fn daemon_pid(&self) -> i32 {
+        let text = std::fs::read_to_string(self.volume.join("lock")).unwrap();
+        text.strip_prefix("pid ")
+            .and_then(|t| t.split(' ').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no daemon pid in lock file: {text:?}"))
+    }
+
+    /// kill -9 of the daemon, then removes the dead mount.
+    pub fn kill_daemon(&self) {
+        let pid = self.daemon_pid();
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        wait_gone(pid);
+        run(lsvfs().arg("unmount").arg(&self.mnt));
+    }
+}
+
+fn wait_gone(pid: i32) {
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() {
+        // Reap it if it is our child; harmless otherwise.
+        // SAFETY: waitpid with WNOHANG on a pid.
+        unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "pid {pid} does not exit"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.is_mounted() {
+            let pid = std::fs::read_to_string(self.volume.join("lock"))
+                .ok()
+                .and_then(|t| {
+                    t.strip_prefix("pid ")?
+                        .split(' ')
+                        .next()?
+                        .parse::<i32>()
+                        .ok()
+                });
+            let _ = lsvfs().arg("unmount").arg("--lazy").arg(&self.mnt).output();
+            if let Some(pid) = pid {
+                // SAFETY: as above.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+    }
+}
