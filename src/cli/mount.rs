@@ -122,7 +122,10 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
     let Some(entry) = fuse::mounts().into_iter().find(|m| m.mountpoint == abs) else {
         return Err(Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into());
     };
-    if let Err(e) = fuse::unmount(&abs, lazy) {
+    // With its daemon gone (killed), the mount only needs detaching: there
+    // is nothing left to flush, and open files could never be closed.
+    let daemon_alive = crate::log::lock::holder(&entry.volume).is_some();
+    if let Err(e) = fuse::unmount(&abs, lazy || !daemon_alive) {
         if e.raw_os_error() == Some(libc::EBUSY) {
             bail!(
                 "{} is busy: files on it are open; close them, or use --lazy to detach now",

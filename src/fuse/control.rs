@@ -29,26 +29,37 @@ pub enum ControlNode {
 /// Per-handle state of an open control file.
 #[derive(Clone)]
 pub enum ControlHandle {
-    /// The answer line of the last sync point this handle made.
-    SyncPoint(Arc<Mutex<Option<String>>>),
+    /// The answer line of the last sync point this handle made, and how
+    /// much of it has been read: the write moved the file offset past the
+    /// label, so reads go by this cursor, not by the offset.
+    SyncPoint(Arc<Mutex<Answer>>),
     /// The metrics as rendered when the file was opened.
     Stats(Arc<Vec<u8>>),
 }
 
+#[derive(Default)]
+pub struct Answer {
+    line: Vec<u8>,
+    read: usize,
+}
+
+fn slice(bytes: &[u8], from: usize, size: u32) -> Vec<u8> {
+    let start = from.min(bytes.len());
+    let end = (start + size as usize).min(bytes.len());
+    bytes[start..end].to_vec()
+}
+
 impl ControlHandle {
     pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
-        let bytes = match self {
-            ControlHandle::SyncPoint(answer) => answer
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
-                .unwrap_or_default()
-                .into_bytes(),
-            ControlHandle::Stats(text) => text.to_vec(),
-        };
-        let start = (offset as usize).min(bytes.len());
-        let end = (start + size as usize).min(bytes.len());
-        bytes[start..end].to_vec()
+        match self {
+            ControlHandle::SyncPoint(answer) => {
+                let mut a = answer.lock().unwrap_or_else(|p| p.into_inner());
+                let out = slice(&a.line, a.read, size);
+                a.read += out.len();
+                out
+            }
+            ControlHandle::Stats(text) => slice(text, offset as usize, size),
+        }
     }
 }
 
@@ -190,8 +201,10 @@ impl Control {
                     Ok(p) => {
                         metrics.record(Op::SyncPoint, start.elapsed(), true);
                         log::info!("sync point {} ({label:?}) for {requester}", p.info.id);
-                        *answer.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(control::answer(&p));
+                        *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
+                            line: control::answer(&p).into_bytes(),
+                            read: 0,
+                        };
                         reply.written(len);
                     }
                     Err(e) => {
