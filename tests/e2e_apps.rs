@@ -113,9 +113,10 @@ fn many_processes_share_files() {
     let shared = m.path("shared");
     std::fs::write(&shared, vec![0u8; 64 * 4096]).unwrap();
     // Each process owns every fourth block of the shared file and a file of
-    // its own; it writes rounds of a pattern, reads its blocks back, and
-    // reads other processes' blocks to check they are never torn within a
-    // 512-byte sector it wrote whole.
+    // its own; it writes rounds of a pattern, reads all blocks, and checks
+    // that its own hold its latest round. (Other processes' blocks may be
+    // read mid-write: Linux does not make buffered reads atomic against
+    // concurrent writes on any filesystem, so they are checked at the end.)
     let script = r#"
 import os, sys
 me, path, own = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -125,10 +126,7 @@ for rnd in range(40):
         os.pwrite(fd, bytes([me * 50 + rnd % 50]) * 4096, b * 4096)
     for b in range(64):
         blk = os.pread(fd, 4096, b * 4096)
-        for s in range(0, 4096, 512):
-            if len(set(blk[s:s + 512])) != 1:
-                sys.exit(f"torn sector in block {b}")
-        if b % 4 == me and blk[0] != me * 50 + rnd % 50:
+        if b % 4 == me and blk != bytes([me * 50 + rnd % 50]) * 4096:
             sys.exit(f"lost own write in block {b}")
     with open(own, "ab") as f:
         f.write(bytes([rnd]) * 1000)
