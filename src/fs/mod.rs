@@ -210,6 +210,9 @@ impl Fs {
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<(u64, InodeAttrs)> {
         self.dir_attrs(parent)?;
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
         let e = self
             .volume
             .tree()
