@@ -288,3 +288,64 @@ fn fsynced_data_survives_kill_9_of_the_daemon() {
         assert!(b.is_empty() || b == b"maybe", "{b:?}");
     }
 }
+
+/// Waits until the daemon has let go of the volume, then checks that it
+/// recorded a clean close.
+fn assert_closed_cleanly(m: &Mounted) {
+    let start = std::time::Instant::now();
+    while lsvfs::log::lock::holder(&m.volume).is_some() {
+        assert!(start.elapsed().as_secs() < 30, "daemon did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let lock = std::fs::read_to_string(m.volume.join("lock")).unwrap();
+    assert!(lock.starts_with("closed cleanly"), "{lock}");
+}
+
+#[test]
+fn every_way_of_stopping_closes_cleanly() {
+    let m = Mounted::new(&[], "");
+    let mut n = 0;
+    let mut write = |m: &Mounted| {
+        n += 1;
+        std::fs::write(m.path(&format!("f{n}")), format!("file {n}")).unwrap();
+    };
+    write(&m);
+    run(Command::new("umount").arg(&m.mnt));
+    assert_closed_cleanly(&m);
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        m.mount();
+        write(&m);
+        // SAFETY: sending a signal has no memory-safety preconditions.
+        unsafe { libc::kill(m.daemon_pid(), signal) };
+        assert_closed_cleanly(&m);
+    }
+    m.mount();
+    for i in 1..=3 {
+        assert_eq!(
+            std::fs::read_to_string(m.path(&format!("f{i}"))).unwrap(),
+            format!("file {i}")
+        );
+    }
+}
+
+#[test]
+fn read_only_mounts_refuse_changes() {
+    let m = Mounted::new(&[], "");
+    std::fs::write(m.path("f"), b"data").unwrap();
+    m.unmount();
+    run(common::mount::lsvfs()
+        .arg("mount")
+        .arg(&m.volume)
+        .arg(&m.mnt)
+        .args(["-o", "ro"]));
+    assert_eq!(std::fs::read(m.path("f")).unwrap(), b"data");
+    let err = std::fs::write(m.path("g"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .open(m.path("f"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = std::fs::remove_file(m.path("f")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+}

@@ -140,7 +140,14 @@ pub fn run() -> i32 {
         (false, 2) => "debug",
         _ => "trace",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+    // fuser warns that its own unmount failed whenever the mount was
+    // already taken away (umount, lsvfs unmount): noise, unless asked for.
+    let filter = if cli.verbose >= 2 {
+        level.to_string()
+    } else {
+        format!("{level},fuser=error")
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp(None)
         .init();
     match dispatch(cli.command) {

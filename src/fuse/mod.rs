@@ -102,6 +102,9 @@ pub fn serve(
     let mountpoint =
         std::path::absolute(mountpoint).map_err(|e| MountError::Mountpoint(e.to_string()))?;
     check_mountpoint(&mountpoint)?;
+    // Before any thread starts (the writer starts in Volume::open), so that
+    // no thread but the signal thread ever takes a stop signal.
+    let signals = block_signals();
     let fs = Arc::new(Fs::new(Volume::open(&volume)?)?);
     let metrics = Arc::new(Metrics::default());
     // SAFETY: geteuid has no preconditions.
@@ -129,7 +132,6 @@ pub fn serve(
     config.n_threads = Some(THREADS);
     config.clone_fd = true;
 
-    let signals = block_signals();
     let session =
         Session::new(adapter, &mountpoint, &config).map_err(|source| MountError::Mount {
             path: mountpoint.clone(),
