@@ -344,23 +344,35 @@ impl Fs {
         });
         // Parents last, read after the target's removal so nlink adds up.
         let replaced_dir = dst.is_some_and(|d| d.kind == FileKind::Directory);
+        let moved = i64::from(src_is_dir);
+        let arrived = moved - i64::from(replaced_dir);
+        self.commit_with_parents(records, parent, new_parent, moved, arrived, now)
+    }
+
+    /// Commits `records`, then the parents' attributes with mtime and ctime
+    /// `now`: `out_links` directory links leave `parent` and `in_links`
+    /// arrive at `new_parent`, which may be the same directory.
+    fn commit_with_parents(
+        &self,
+        mut records: Vec<Record>,
+        parent: u64,
+        new_parent: u64,
+        out_links: i64,
+        in_links: i64,
+        now: Timestamp,
+    ) -> FsResult<()> {
+        let relink = |a: &mut InodeAttrs, by: i64| {
+            a.nlink = (i64::from(a.nlink) + by) as u32;
+            a.mtime = now;
+            a.ctime = now;
+        };
         let mut pattrs = self.getattr(parent)?;
-        pattrs.mtime = now;
-        pattrs.ctime = now;
         if parent == new_parent {
-            if replaced_dir {
-                pattrs.nlink -= 1;
-            }
+            relink(&mut pattrs, in_links - out_links);
         } else {
             let mut npattrs = self.getattr(new_parent)?;
-            npattrs.mtime = now;
-            npattrs.ctime = now;
-            if src_is_dir {
-                pattrs.nlink -= 1;
-                if !replaced_dir {
-                    npattrs.nlink += 1;
-                }
-            }
+            relink(&mut npattrs, in_links);
+            relink(&mut pattrs, -out_links);
             records.push(Record::Inode {
                 ino: new_parent,
                 attrs: npattrs,
@@ -422,27 +434,8 @@ impl Fs {
                 attrs,
             });
         }
-        let mut pattrs = self.getattr(parent)?;
-        pattrs.mtime = now;
-        pattrs.ctime = now;
-        if parent != new_parent {
-            let mut npattrs = self.getattr(new_parent)?;
-            npattrs.mtime = now;
-            npattrs.ctime = now;
-            // A directory moving one way and not the other moves a link.
-            let shift = i64::from(a_dir) - i64::from(b_dir);
-            pattrs.nlink = (i64::from(pattrs.nlink) - shift) as u32;
-            npattrs.nlink = (i64::from(npattrs.nlink) + shift) as u32;
-            records.push(Record::Inode {
-                ino: new_parent,
-                attrs: npattrs,
-            });
-        }
-        records.push(Record::Inode {
-            ino: parent,
-            attrs: pattrs,
-        });
-        self.volume.commit(records)?;
-        Ok(())
+        // A directory moving one way and not the other moves a link.
+        let shift = i64::from(a_dir) - i64::from(b_dir);
+        self.commit_with_parents(records, parent, new_parent, shift, shift, now)
     }
 }

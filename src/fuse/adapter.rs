@@ -174,6 +174,12 @@ impl Adapter {
         })
     }
 
+    /// A change: refused on a read-only mount, else timed like any request.
+    fn change<T>(&self, op: Op, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, Errno> {
+        self.writable()?;
+        self.timed(op, f)
+    }
+
     fn writable(&self) -> Result<(), Errno> {
         if self.read_only {
             Err(Errno::EROFS)
@@ -206,10 +212,9 @@ impl Adapter {
         umask: u32,
         rdev: u32,
     ) -> Result<(u64, InodeAttrs), Errno> {
-        self.writable()?;
         self.reserved(parent, name)?;
         let kind = kind_of_mode(mode).ok_or(Errno::EINVAL)?;
-        self.timed(Op::Create, || {
+        self.change(Op::Create, || {
             self.fs.mknod(
                 parent.0,
                 name.as_bytes(),
@@ -295,9 +300,6 @@ impl Filesystem for Adapter {
                 _ => reply.error(Errno::EPERM),
             };
         }
-        if let Err(e) = self.writable() {
-            return reply.error(e);
-        }
         let set = SetAttrs {
             mode,
             uid,
@@ -306,7 +308,7 @@ impl Filesystem for Adapter {
             atime: time_or_now(atime),
             mtime: time_or_now(mtime),
         };
-        match self.timed(Op::Setattr, || self.fs.setattr(ino.0, &set)) {
+        match self.change(Op::Setattr, || self.fs.setattr(ino.0, &set)) {
             Ok(a) => reply.attr(&TTL, &self.attr(ino.0, &a)),
             Err(e) => reply.error(e),
         }
@@ -348,23 +350,17 @@ impl Filesystem for Adapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable()
-            .and_then(|_| self.timed(Op::Remove, || self.fs.unlink(parent.0, name.as_bytes())));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty(
+            reply,
+            self.change(Op::Remove, || self.fs.unlink(parent.0, name.as_bytes())),
+        );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable()
-            .and_then(|_| self.timed(Op::Remove, || self.fs.rmdir(parent.0, name.as_bytes())));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty(
+            reply,
+            self.change(Op::Remove, || self.fs.rmdir(parent.0, name.as_bytes())),
+        );
     }
 
     fn symlink(
@@ -375,19 +371,13 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .writable()
-            .and_then(|_| self.reserved(parent, link_name))
-            .and_then(|_| {
-                self.timed(Op::Create, || {
-                    self.fs.symlink(
-                        parent.0,
-                        link_name.as_bytes(),
-                        target.as_os_str().as_bytes(),
-                        owner(req),
-                    )
-                })
-            });
+        let r = self.reserved(parent, link_name).and_then(|_| {
+            self.change(Op::Create, || {
+                let target = target.as_os_str().as_bytes();
+                self.fs
+                    .symlink(parent.0, link_name.as_bytes(), target, owner(req))
+            })
+        });
         self.entry(reply, r);
     }
 
@@ -410,24 +400,13 @@ impl Filesystem for Adapter {
         } else {
             return reply.error(Errno::EINVAL);
         };
-        let r = self
-            .writable()
-            .and_then(|_| self.reserved(newparent, newname))
-            .and_then(|_| {
-                self.timed(Op::Rename, || {
-                    self.fs.rename(
-                        parent.0,
-                        name.as_bytes(),
-                        newparent.0,
-                        newname.as_bytes(),
-                        mode,
-                    )
-                })
-            });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        let r = self.reserved(newparent, newname).and_then(|_| {
+            self.change(Op::Rename, || {
+                let (from, to) = (name.as_bytes(), newname.as_bytes());
+                self.fs.rename(parent.0, from, newparent.0, to, mode)
+            })
+        });
+        empty(reply, r);
     }
 
     fn link(
@@ -439,10 +418,9 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let r = self
-            .writable()
-            .and_then(|_| self.reserved(newparent, newname))
+            .reserved(newparent, newname)
             .and_then(|_| {
-                self.timed(Op::Link, || {
+                self.change(Op::Link, || {
                     self.fs.link(ino.0, newparent.0, newname.as_bytes())
                 })
             })
@@ -523,10 +501,7 @@ impl Filesystem for Adapter {
             };
             return self.control.write(req, &handle, data, reply);
         }
-        if let Err(e) = self.writable() {
-            return reply.error(e);
-        }
-        match self.timed(Op::Write, || self.fs.write(ino.0, offset, data)) {
+        match self.change(Op::Write, || self.fs.write(ino.0, offset, data)) {
             Ok(n) => {
                 self.metrics.written_bytes(n);
                 reply.written(n as u32)
@@ -559,10 +534,7 @@ impl Filesystem for Adapter {
     ) {
         let handle = self.handles().remove(&fh.0);
         match handle {
-            Some(Handle::File(ino)) => match self.timed(Op::Open, || self.fs.release(ino)) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            },
+            Some(Handle::File(ino)) => empty(reply, self.timed(Op::Open, || self.fs.release(ino))),
             _ => reply.ok(),
         }
     }
@@ -578,10 +550,7 @@ impl Filesystem for Adapter {
         if self.control.node(ino.0).is_some() {
             return reply.ok();
         }
-        match self.timed(Op::Fsync, || self.fs.fsync()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty(reply, self.timed(Op::Fsync, || self.fs.fsync()));
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -697,10 +666,7 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        match self.timed(Op::Fsync, || self.fs.fsync()) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty(reply, self.timed(Op::Fsync, || self.fs.fsync()));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
@@ -736,15 +702,12 @@ impl Filesystem for Adapter {
             libc::XATTR_REPLACE => XattrMode::Replace,
             _ => return reply.error(Errno::EINVAL),
         };
-        let r = self.writable().and_then(|_| {
-            self.timed(Op::Xattr, || {
+        empty(
+            reply,
+            self.change(Op::Xattr, || {
                 self.fs.setxattr(ino.0, name.as_bytes(), value, mode)
-            })
-        });
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+            }),
+        );
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -775,33 +738,25 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .writable()
-            .and_then(|_| self.timed(Op::Xattr, || self.fs.removexattr(ino.0, name.as_bytes())));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty(
+            reply,
+            self.change(Op::Xattr, || self.fs.removexattr(ino.0, name.as_bytes())),
+        );
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
         if self.control.node(ino.0).is_some() {
-            return match self.control.check_access(req) {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            };
+            return empty(reply, self.control.check_access(req));
         }
         let mask = mask.bits() as u32;
         if mask & libc::W_OK as u32 != 0 && self.read_only {
             return reply.error(Errno::EROFS);
         }
         let groups = super::groups_of(req.pid(), req.gid());
-        match self.timed(Op::Getattr, || {
+        let r = self.timed(Op::Getattr, || {
             self.fs.access(ino.0, req.uid(), &groups, mask)
-        }) {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        });
+        empty(reply, r);
     }
 
     fn create(
@@ -842,13 +797,17 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let r = self
-            .writable()
-            .and_then(|_| self.timed(Op::Write, || self.fs.fallocate(ino.0, offset, length, mode)));
-        match r {
-            Ok(()) => reply.ok(),
-            Err(e) => reply.error(e),
-        }
+        empty(
+            reply,
+            self.change(Op::Write, || self.fs.fallocate(ino.0, offset, length, mode)),
+        );
+    }
+}
+
+fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }
 
