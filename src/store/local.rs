@@ -1,0 +1,175 @@
+//! The default backing store: a local directory (which may be on another
+//! disk or a network filesystem). A put writes a temporary file, fsyncs it,
+//! renames it over the final name and fsyncs the directory, so an object is
+//! either wholly there or absent, also after a power loss.
+
+use super::{BackingStore, StoreError, check_name};
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Temporaries start with a dot (never a valid object name) and end so.
+const TMP_SUFFIX: &str = ".tmp";
+
+pub struct LocalDir {
+    dir: PathBuf,
+    next_tmp: AtomicU64,
+}
+
+impl LocalDir {
+    /// Opens the store in `dir`, which must exist; removes temporaries left
+    /// by a put that a crash cut short.
+    pub fn open(dir: &Path) -> Result<LocalDir, StoreError> {
+        let store = LocalDir {
+            dir: dir.to_path_buf(),
+            next_tmp: AtomicU64::new(0),
+        };
+        let entries = std::fs::read_dir(dir).map_err(store.io("open", ""))?;
+        for entry in entries {
+            let entry = entry.map_err(store.io("list", ""))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
+                std::fs::remove_file(entry.path()).map_err(store.io("remove", &name))?;
+            }
+        }
+        Ok(store)
+    }
+
+    fn io(&self, op: &'static str, name: &str) -> impl FnOnce(std::io::Error) -> StoreError {
+        let (store, name) = (self.describe(), name.to_string());
+        move |source| {
+            if source.kind() == std::io::ErrorKind::NotFound && !name.is_empty() {
+                StoreError::NotFound { store, name }
+            } else {
+                StoreError::Io {
+                    store,
+                    op,
+                    name,
+                    source,
+                }
+            }
+        }
+    }
+
+    fn path(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        Ok(self.dir.join(name))
+    }
+
+    fn sync_dir(&self) -> std::io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+}
+
+impl BackingStore for LocalDir {
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(name)?;
+        let n = self.next_tmp.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .dir
+            .join(format!(".{name}.{}-{n}{TMP_SUFFIX}", std::process::id()));
+        let written = File::create_new(&tmp)
+            .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
+            .and_then(|_| std::fs::rename(&tmp, &path))
+            .and_then(|_| self.sync_dir());
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        written.map_err(|source| StoreError::Io {
+            store: self.describe(),
+            op: "put",
+            name: name.to_string(),
+            source,
+        })
+    }
+
+    fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        std::fs::read(self.path(name)?).map_err(self.io("get", name))
+    }
+
+    fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        let file = File::open(self.path(name)?).map_err(self.io("get", name))?;
+        let size = file.metadata().map_err(self.io("get", name))?.len();
+        if offset.checked_add(len).is_none_or(|end| end > size) {
+            return Err(StoreError::Range {
+                store: self.describe(),
+                name: name.to_string(),
+                offset,
+                len,
+                size,
+            });
+        }
+        let mut buf = vec![0u8; len as usize];
+        file.read_exact_at(&mut buf, offset)
+            .map_err(self.io("get", name))?;
+        Ok(buf)
+    }
+
+    fn size(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(std::fs::metadata(self.path(name)?)
+            .map_err(self.io("stat", name))?
+            .len())
+    }
+
+    fn list(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&self.dir).map_err(self.io("list", ""))? {
+            let entry = entry.map_err(self.io("list", ""))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if check_name(&name).is_err() {
+                continue;
+            }
+            match entry.metadata() {
+                Ok(m) if m.is_file() => out.push((name, m.len())),
+                Ok(_) => {}
+                // Deleted between listing and stat.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(self.io("list", &name)(e)),
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), StoreError> {
+        match std::fs::remove_file(self.path(name)?) {
+            Ok(()) => self.sync_dir().map_err(self.io("delete", name)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("delete", name)(e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftover_temporaries_are_removed_and_never_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join(".0000000000000001.lsa.1-0.tmp");
+        std::fs::write(&tmp, b"half").unwrap();
+        let s = LocalDir::open(dir.path()).unwrap();
+        assert!(!tmp.exists());
+        s.put("x", b"1").unwrap();
+        std::fs::write(&tmp, b"half").unwrap();
+        assert_eq!(s.list().unwrap(), vec![("x".to_string(), 1)]);
+        drop(s);
+        let s = LocalDir::open(dir.path()).unwrap();
+        assert_eq!(s.get("x").unwrap(), b"1", "objects survive reopening");
+    }
+
+    #[test]
+    fn a_missing_directory_is_named() {
+        let e = LocalDir::open(Path::new("/nonexistent/lsvfs-store"))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("/nonexistent/lsvfs-store"), "{e}");
+    }
+}
