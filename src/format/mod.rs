@@ -1,6 +1,7 @@
 //! The on-disk format: pure encode and decode, no I/O. docs/FORMAT.md
 //! describes the same layouts for someone writing a second reader.
 
+pub mod archive;
 pub mod codec;
 pub mod inode;
 pub mod record;

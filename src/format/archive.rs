@@ -1,0 +1,376 @@
+//! Archived segment objects: how a retired segment is stored in the backing
+//! store, so that one record can be fetched with three ranged reads (the
+//! fixed tail, the trailer, one frame) without downloading or decompressing
+//! the whole segment.
+//!
+//! An object is the segment's bytes `[0, records_end)` (header block and
+//! records) cut into frames of `frame_raw` bytes, each compressed as an
+//! independent zstd frame with zstd's content checksum, then a trailer and a
+//! fixed 16-byte tail:
+//! ```text
+//! frames   frame 0 | frame 1 | ... | frame n-1
+//! trailer   0 [8] magic "LSVFSARC"   8 u16 version   10 u16 zero
+//!          12 u32 frame_raw          16 u64 raw_len (= records_end)
+//!          24 u32 raw_crc (crc32c of all raw bytes)   28 u32 n (frames)
+//!          32 [92] segment header bytes [0, 92)   124 [64] footer
+//!         188 u32 summary_len, then the summary bytes
+//!             then n + 1 × u64: where each frame starts, and where the
+//!             last one ends (= where the trailer starts)
+//!             then u32 crc32c of every trailer byte before it
+//! tail      0 u64 trailer length (crc included)   8 [8] magic "LSVFSTRL"
+//! ```
+
+use super::FORMAT_VERSION;
+use super::codec::*;
+use super::segment::{FOOTER_LEN, Footer, SegmentHeader};
+
+pub const ARCHIVE_MAGIC: [u8; 8] = *b"LSVFSARC";
+const TAIL_MAGIC: [u8; 8] = *b"LSVFSTRL";
+/// Raw bytes per frame: a record is fetched with at most this much
+/// decompression (two frames when it straddles a boundary).
+pub const FRAME_RAW: usize = 1 << 20;
+/// Length of the fixed end of every object, read first.
+pub const TAIL_LEN: usize = 16;
+/// Bytes of the segment header that are used (and checksummed).
+const HEADER_BYTES: usize = 92;
+const TRAILER_FIXED: usize = 192;
+
+/// What an archived object says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trailer {
+    pub header: SegmentHeader,
+    /// The crc `SegmentHeader::decode` gives: the `prev` of the first record.
+    pub header_crc: u32,
+    pub footer: Footer,
+    pub summary: Vec<u8>,
+    pub frame_raw: u32,
+    pub raw_len: u64,
+    /// Where each frame starts in the object, plus where the last one ends.
+    pub frame_offsets: Vec<u64>,
+    pub raw_crc: u32,
+}
+
+/// The name of segment `seq`'s object in the backing store.
+pub fn object_name(seq: u64) -> String {
+    format!("{seq:016}.lsa")
+}
+
+/// The segment an object name stands for.
+pub fn seq_of(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".lsa")?;
+    (digits.len() == 16 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Compresses `raw` (a sealed segment's bytes `[0, footer.records_end)`)
+/// into an object.
+pub fn encode(raw: &[u8], footer: &Footer, summary: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+    let invalid =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, what.to_string());
+    if raw.len() != footer.records_end as usize || raw.len() < HEADER_BYTES {
+        return Err(invalid("segment bytes do not end where the footer says"));
+    }
+    SegmentHeader::decode(raw).map_err(|e| invalid(&format!("segment header: {e}")))?;
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    compressor.set_parameter(zstd::zstd_safe::CParameter::ChecksumFlag(true))?;
+    let mut out = Vec::with_capacity(raw.len() / 2);
+    let mut offsets = Vec::with_capacity(raw.len() / FRAME_RAW + 2);
+    for chunk in raw.chunks(FRAME_RAW) {
+        offsets.push(out.len() as u64);
+        out.extend_from_slice(&compressor.compress(chunk)?);
+    }
+    offsets.push(out.len() as u64);
+    let start = out.len();
+    out.extend_from_slice(&ARCHIVE_MAGIC);
+    put_u16(&mut out, FORMAT_VERSION);
+    put_u16(&mut out, 0);
+    put_u32(&mut out, FRAME_RAW as u32);
+    put_u64(&mut out, raw.len() as u64);
+    put_u32(&mut out, crc32c::crc32c(raw));
+    put_u32(&mut out, (offsets.len() - 1) as u32);
+    out.extend_from_slice(&raw[..HEADER_BYTES]);
+    out.extend_from_slice(&footer.encode());
+    put_u32(&mut out, summary.len() as u32);
+    out.extend_from_slice(summary);
+    for o in offsets {
+        put_u64(&mut out, o);
+    }
+    let crc = crc32c::crc32c(&out[start..]);
+    put_u32(&mut out, crc);
+    let trailer_len = (out.len() - start) as u64;
+    put_u64(&mut out, trailer_len);
+    out.extend_from_slice(&TAIL_MAGIC);
+    Ok(out)
+}
+
+/// Where the trailer is, as (offset, length), from the object's length and
+/// its last `TAIL_LEN` bytes.
+pub fn trailer_range(object_len: u64, tail: &[u8]) -> DecodeResult<(u64, u64)> {
+    let mut input = tail;
+    let len = get_u64(&mut input)?;
+    if get_bytes::<8>(&mut input)? != TAIL_MAGIC {
+        return Err(DecodeError::Magic);
+    }
+    let room = object_len.saturating_sub(TAIL_LEN as u64);
+    if len < TRAILER_FIXED as u64 + 4 || len > room {
+        return Err(DecodeError::Invalid("archived trailer length"));
+    }
+    Ok((room - len, len))
+}
+
+impl Trailer {
+    pub fn decode(bytes: &[u8]) -> DecodeResult<Trailer> {
+        if bytes.len() < TRAILER_FIXED + 4 {
+            return Err(DecodeError::Truncated {
+                needed: TRAILER_FIXED + 4,
+                available: bytes.len(),
+            });
+        }
+        let body = &bytes[..bytes.len() - 4];
+        verify_crc(u32_at(bytes, bytes.len() - 4), body)?;
+        let i = &mut &body[..];
+        if get_bytes::<8>(i)? != ARCHIVE_MAGIC {
+            return Err(DecodeError::Magic);
+        }
+        let version = get_u16(i)?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        get_u16(i)?;
+        let frame_raw = get_u32(i)?;
+        let raw_len = get_u64(i)?;
+        let raw_crc = get_u32(i)?;
+        let frames = get_u32(i)? as u64;
+        let (header, header_crc) = SegmentHeader::decode(take(i, HEADER_BYTES)?)?;
+        let footer = Footer::decode(take(i, FOOTER_LEN)?)?;
+        let summary_len = get_u32(i)? as usize;
+        let summary = take(i, summary_len)?.to_vec();
+        verify_crc(footer.summary_crc, &summary)?;
+        if frame_raw == 0 || frames != raw_len.div_ceil(frame_raw as u64) {
+            return Err(DecodeError::Invalid("archived frame count"));
+        }
+        if raw_len != footer.records_end as u64 || header.seq != footer.seq {
+            return Err(DecodeError::Invalid(
+                "archived trailer disagrees with its footer",
+            ));
+        }
+        let mut frame_offsets = Vec::with_capacity(frames as usize + 1);
+        for _ in 0..=frames {
+            frame_offsets.push(get_u64(i)?);
+        }
+        if !i.is_empty() {
+            return Err(DecodeError::Invalid("archived trailer length"));
+        }
+        if frame_offsets[0] != 0 || frame_offsets.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(DecodeError::Invalid("archived frame offsets"));
+        }
+        Ok(Trailer {
+            header,
+            header_crc,
+            footer,
+            summary,
+            frame_raw,
+            raw_len,
+            frame_offsets,
+            raw_crc,
+        })
+    }
+
+    pub fn frames(&self) -> usize {
+        self.frame_offsets.len() - 1
+    }
+
+    /// The frame holding raw offset `offset`.
+    pub fn frame_of(&self, offset: u64) -> usize {
+        (offset / self.frame_raw as u64) as usize
+    }
+
+    /// (offset, length) of frame `i` in the object.
+    pub fn frame_span(&self, i: usize) -> (u64, u64) {
+        let at = self.frame_offsets[i];
+        (at, self.frame_offsets[i + 1] - at)
+    }
+
+    /// (offset, length) of the raw bytes frame `i` holds.
+    pub fn raw_span(&self, i: usize) -> (u64, u64) {
+        let at = i as u64 * self.frame_raw as u64;
+        (at, (self.raw_len - at).min(self.frame_raw as u64))
+    }
+
+    /// Decompresses frame `i`, checking zstd's checksum and the length.
+    pub fn decompress_frame(&self, i: usize, compressed: &[u8]) -> DecodeResult<Vec<u8>> {
+        let want = self.raw_span(i).1 as usize;
+        let raw = zstd::bulk::decompress(compressed, want)
+            .map_err(|_| DecodeError::Invalid("archived frame does not decompress"))?;
+        if raw.len() != want {
+            return Err(DecodeError::Invalid("archived frame has the wrong length"));
+        }
+        Ok(raw)
+    }
+}
+
+/// Decodes a whole object: trailer and every frame, checked against the
+/// raw crc. This is the read-back verification of a put.
+pub fn decode_all(object: &[u8]) -> DecodeResult<(Trailer, Vec<u8>)> {
+    if object.len() < TAIL_LEN {
+        return Err(DecodeError::Truncated {
+            needed: TAIL_LEN,
+            available: object.len(),
+        });
+    }
+    let (at, len) = trailer_range(object.len() as u64, &object[object.len() - TAIL_LEN..])?;
+    let trailer = Trailer::decode(&object[at as usize..(at + len) as usize])?;
+    if *trailer.frame_offsets.last().unwrap_or(&0) != at {
+        return Err(DecodeError::Invalid(
+            "archived frames do not end at the trailer",
+        ));
+    }
+    let mut raw = Vec::with_capacity(trailer.raw_len as usize);
+    for i in 0..trailer.frames() {
+        let (f, n) = trailer.frame_span(i);
+        raw.extend(trailer.decompress_frame(i, &object[f as usize..(f + n) as usize])?);
+    }
+    verify_crc(trailer.raw_crc, &raw)?;
+    Ok((trailer, raw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::record::FLAG_GROUP_END;
+    use crate::format::{FileKind, InodeAttrs, Record, RecordView, SummaryEntry, VolumeId};
+
+    /// A sealed segment with `blocks` data records of mixed content.
+    fn segment(blocks: u32) -> (Vec<u8>, Footer, Vec<u8>) {
+        let header = SegmentHeader {
+            volume_id: VolumeId([3; 16]),
+            seq: 9,
+            segment_size: 8 << 20,
+            block_size: 4096,
+            window_start: 2,
+            created_ns: 5,
+            next_ino: 10,
+            next_sync_id: 1,
+        };
+        let (mut raw, mut prev) = header.encode();
+        let mut summary = Vec::new();
+        let mut count = 0;
+        let mut records = vec![Record::Inode {
+            ino: 2,
+            attrs: InodeAttrs::new(FileKind::Regular, 0o644, 0, 0),
+        }];
+        records.extend((0..blocks).map(|b| {
+            Record::Data {
+                ino: 2,
+                block: b as u64,
+                bytes: (0..4096u32)
+                    .map(|i| {
+                        if b % 2 == 0 {
+                            (i % 7) as u8
+                        } else {
+                            (i * b * 2654435761) as u8 >> 3
+                        }
+                    })
+                    .collect(),
+            }
+        }));
+        for r in &records {
+            let at = raw.len();
+            prev = r.encode(FLAG_GROUP_END, prev, &mut raw);
+            SummaryEntry::of(at as u32, &RecordView::parse(&raw[at..]).unwrap())
+                .encode(&mut summary);
+            count += 1;
+        }
+        let footer = Footer {
+            seq: 9,
+            records_end: raw.len() as u32,
+            record_count: count,
+            last_crc: prev,
+            summary_len: summary.len() as u32,
+            summary_crc: crc32c::crc32c(&summary),
+        };
+        (raw, footer, summary)
+    }
+
+    #[test]
+    fn round_trip_frame_by_frame_and_whole() {
+        for blocks in [0, 3, 700] {
+            let (raw, footer, summary) = segment(blocks);
+            let object = encode(&raw, &footer, &summary, 3).unwrap();
+            let (t, back) = decode_all(&object).unwrap();
+            assert_eq!(back, raw);
+            assert_eq!(t.footer, footer);
+            assert_eq!(t.summary, summary);
+            assert_eq!(t.header.window_start, 2);
+            assert_eq!(t.frames(), raw.len().div_ceil(FRAME_RAW));
+            let tail = &object[object.len() - TAIL_LEN..];
+            let (at, len) = trailer_range(object.len() as u64, tail).unwrap();
+            assert_eq!(
+                Trailer::decode(&object[at as usize..(at + len) as usize]).unwrap(),
+                t
+            );
+            for i in 0..t.frames() {
+                let (f, n) = t.frame_span(i);
+                let (r, m) = t.raw_span(i);
+                assert_eq!(t.frame_of(r), i);
+                assert_eq!(t.frame_of(r + m - 1), i);
+                let frame = t
+                    .decompress_frame(i, &object[f as usize..(f + n) as usize])
+                    .unwrap();
+                assert_eq!(frame, &raw[r as usize..(r + m) as usize]);
+            }
+        }
+    }
+
+    #[test]
+    fn compressible_data_shrinks() {
+        let (raw, footer, summary) = segment(700);
+        assert!(raw.len() > 2 * FRAME_RAW && raw.len() % FRAME_RAW != 0);
+        let object = encode(&raw, &footer, &summary, 3).unwrap();
+        assert!(
+            object.len() < raw.len() * 3 / 4,
+            "{} of {}",
+            object.len(),
+            raw.len()
+        );
+    }
+
+    #[test]
+    fn damage_never_returns_wrong_bytes() {
+        let (raw, footer, summary) = segment(40);
+        let object = encode(&raw, &footer, &summary, 3).unwrap();
+        let step = (object.len() / 2000).max(1);
+        let (mut tried, mut caught) = (0, 0);
+        for at in (0..object.len())
+            .step_by(step)
+            .chain(object.len() - 40..object.len())
+        {
+            let mut bad = object.clone();
+            bad[at] ^= 0x20;
+            tried += 1;
+            match decode_all(&bad) {
+                Err(_) => caught += 1,
+                // A bit zstd does not use may flip harmlessly; wrong bytes never.
+                Ok((_, back)) => assert_eq!(back, raw, "flip at {at} gave wrong bytes"),
+            }
+        }
+        assert!(
+            caught * 100 >= tried * 99,
+            "{caught} of {tried} flips caught"
+        );
+        for cut in [0, 1, TAIL_LEN, object.len() / 2, object.len() - 1] {
+            assert!(decode_all(&object[..cut]).is_err(), "cut at {cut}");
+        }
+        assert!(encode(&raw[..raw.len() - 1], &footer, &summary, 3).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(object_name(42), "0000000000000042.lsa");
+        assert_eq!(seq_of("0000000000000042.lsa"), Some(42));
+        for bad in ["42.lsa", "000000000000004x.lsa", "0000000000000042.seg"] {
+            assert_eq!(seq_of(bad), None);
+        }
+    }
+}
