@@ -49,6 +49,9 @@ fn policy() -> Policy {
     let mut p = Policy::new(VolumeId::generate().unwrap());
     p.block_size = BLOCK;
     p.segment_size = 64 * MIB;
+    // 8 GiB: the 4 GiB fill stays within the capacity rule (75 %) and in
+    // primary storage, so the rebuild reads what it measures.
+    p.working_set = 128;
     p
 }
 

@@ -32,12 +32,18 @@ pub enum Error {
         reason: String,
         lost: String,
     },
+    /// The volume's files contradict each other; nothing is changed.
+    #[error("volume is inconsistent: {0}")]
+    Inconsistent(String),
     #[error("segment {seq} ({path}) belongs to another volume")]
     ForeignSegment { seq: u64, path: PathBuf },
     #[error("segment {seq} is not in primary storage")]
     SegmentMissing { seq: u64 },
     #[error(transparent)]
     Policy(#[from] PolicyError),
+    /// The backing store failed, or an archived object is missing or damaged.
+    #[error(transparent)]
+    Archive(#[from] crate::archive::ArchiveError),
     #[error("{path} is not an lsvfs volume (no lsvfs.toml)")]
     NotAVolume { path: PathBuf },
     #[error("{path} is already an lsvfs volume")]
@@ -54,6 +60,10 @@ pub enum Error {
     Invalid(String),
     #[error("atomic group of {len} bytes does not fit in a segment (at most {max})")]
     TooLarge { len: usize, max: usize },
+    /// Live data would no longer fit the working set, or primary storage
+    /// is full.
+    #[error("no space: {0}")]
+    NoSpace(String),
     #[error("no sync point {0}")]
     UnknownSyncPoint(String),
 }
@@ -71,7 +81,10 @@ impl Error {
     pub fn is_corruption(&self) -> bool {
         matches!(
             self,
-            Error::Corrupt { .. } | Error::ForeignSegment { .. } | Error::DurableDamaged { .. }
+            Error::Corrupt { .. }
+                | Error::ForeignSegment { .. }
+                | Error::DurableDamaged { .. }
+                | Error::Inconsistent(_)
         )
     }
 }

@@ -5,6 +5,7 @@
 //! [`cli`] is the command line.
 //! See docs/ARCHITECTURE.md for the layers and docs/FORMAT.md for the bytes.
 
+pub mod archive;
 pub mod cli;
 pub mod control;
 pub mod error;
@@ -14,6 +15,8 @@ pub mod fuse;
 pub mod index;
 pub mod log;
 pub mod policy;
+pub mod status;
+pub mod store;
 pub mod time;
 pub mod tree;
 pub mod volume;

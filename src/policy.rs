@@ -12,15 +12,23 @@ pub const DEFAULT_BLOCK_SIZE: u64 = 4096;
 pub const DEFAULT_SEGMENT_SIZE: u64 = 64 << 20;
 pub const DEFAULT_WORKING_SET: u32 = 64;
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
+pub const DEFAULT_RESERVE: u32 = 8;
+pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 
 const BLOCK_SIZE_MIN: u64 = 512;
 const BLOCK_SIZE_MAX: u64 = 1 << 20;
 const SEGMENT_SIZE_MIN: u64 = 64 << 10;
 const SEGMENT_SIZE_MAX: u64 = 1 << 30;
-/// A segment must hold at least this many full blocks (with their headers).
-const BLOCKS_PER_SEGMENT_MIN: u64 = 8;
+/// A segment must be at least this many blocks long, so that it holds a
+/// useful number of full data records besides its header and summary.
+const BLOCKS_PER_SEGMENT_MIN: u64 = 16;
 const WORKING_SET_MIN: u32 = 4;
 const WORKING_SET_MAX: u32 = 1 << 16;
+/// One reserve segment takes user writes past the working set, so that the
+/// archiver has work; the last is kept for the archiver's copies.
+const RESERVE_MIN: u32 = 2;
+/// The cache must hold at least a few archived frames.
+const CACHE_SIZE_MIN: u64 = 4 << 20;
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -55,6 +63,24 @@ pub struct Policy {
     pub compression_level: i32,
     /// Where retired segments go; relative paths are relative to the volume.
     pub backing_store: PathBuf,
+    /// Extra segments beyond the working set that writes may fill while the
+    /// archiver is behind (store slow or down); then writes block. The last
+    /// one is kept for the archiver's copies, so primary storage never
+    /// holds more than working_set + reserve segments.
+    #[serde(default = "default_reserve")]
+    pub reserve: u32,
+    /// Bytes of decompressed archived frames kept in memory for reads of
+    /// retired segments (views).
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
+}
+
+fn default_reserve() -> u32 {
+    DEFAULT_RESERVE
+}
+
+fn default_cache_size() -> u64 {
+    DEFAULT_CACHE_SIZE
 }
 
 impl Policy {
@@ -68,6 +94,8 @@ impl Policy {
             working_set: DEFAULT_WORKING_SET,
             compression_level: DEFAULT_COMPRESSION_LEVEL,
             backing_store: PathBuf::from("archive"),
+            reserve: DEFAULT_RESERVE,
+            cache_size: DEFAULT_CACHE_SIZE,
         }
     }
 
@@ -99,14 +127,14 @@ impl Policy {
             SEGMENT_SIZE_MIN,
             SEGMENT_SIZE_MAX,
         )?;
-        if self.segment_size < self.block_size * BLOCKS_PER_SEGMENT_MIN * 2 {
+        if self.segment_size < self.block_size * BLOCKS_PER_SEGMENT_MIN {
             return Err(invalid(
                 "segment_size",
                 format!(
                     "{} is too small for block size {}: use at least {}",
                     format_size(self.segment_size),
                     format_size(self.block_size),
-                    format_size(self.block_size * BLOCKS_PER_SEGMENT_MIN * 2)
+                    format_size(self.block_size * BLOCKS_PER_SEGMENT_MIN)
                 ),
             ));
         }
@@ -125,10 +153,43 @@ impl Policy {
                 format!("{} is out of range 1..=22", self.compression_level),
             ));
         }
+        if !(RESERVE_MIN..=WORKING_SET_MAX).contains(&self.reserve) {
+            return Err(invalid(
+                "reserve",
+                format!(
+                    "{} segments is out of range {RESERVE_MIN}..={WORKING_SET_MAX}",
+                    self.reserve
+                ),
+            ));
+        }
+        if self.cache_size < self.segment_size.min(CACHE_SIZE_MIN) {
+            return Err(invalid(
+                "cache_size",
+                format!(
+                    "{} is too small: use at least {}",
+                    format_size(self.cache_size),
+                    format_size(self.segment_size.min(CACHE_SIZE_MIN))
+                ),
+            ));
+        }
         if self.backing_store.as_os_str().is_empty() {
             return Err(invalid("backing_store", "empty path"));
         }
         Ok(())
+    }
+
+    /// Data blocks the volume may hold: three quarters of the full data
+    /// records (with their summary entries) that the working set's segments
+    /// can take. The remaining quarter keeps the archiver's copy-forward
+    /// cost bounded: retiring the oldest segment under uniform random
+    /// overwrites copies about half of it at this fill (write amplification
+    /// near 2; docs/BENCHMARKS.md), and the cost grows without bound as live
+    /// data approaches the whole working set.
+    pub fn capacity_blocks(&self) -> u64 {
+        let header_footer = 4096 + 64;
+        let per_block = self.block_size + 32 + 30;
+        let per_segment = (self.segment_size - header_footer) / per_block;
+        per_segment * self.working_set as u64 * 3 / 4
     }
 
     /// The backing store directory, resolved against the volume directory.
@@ -268,6 +329,8 @@ mod tests {
             (|p| p.volume_id = "nope".into(), "volume_id"),
             (|p| p.format_version = 9, "format_version"),
             (|p| p.backing_store = PathBuf::new(), "backing_store"),
+            (|p| p.reserve = 1, "reserve"),
+            (|p| p.cache_size = 4096, "cache_size"),
         ];
         for (mutate, field) in cases {
             let mut p = policy();

@@ -9,21 +9,27 @@
 //! VOLUME/archive/     default backing store
 //! ```
 
+use crate::archive::archiver::{self, Archiver};
+use crate::archive::{Archive, ArchiveError};
 use crate::error::{Error, Result, io};
+use crate::format::SegmentHeader;
 use crate::format::{Lsn, Record};
 use crate::index::{Index, IndexStats};
 use crate::log::catalog::{Catalog, SyncPoint};
 use crate::log::lock::VolumeLock;
 use crate::log::reader::Segments;
 use crate::log::recovery::{build_backward, segment_records};
-use crate::log::writer::{self, Request, Tail, Writer};
+use crate::log::writer::{self, ArchiverLink, Request, Tail, Writer};
 use crate::log::{Shared, lock, segment};
 use crate::policy::{POLICY_FILE, Policy};
+use crate::status::{Status, StoreStatus, ratio};
+use crate::store::{BackingStore, LocalDir};
 use crate::tree::Tree;
 use crossbeam_channel::{Sender, bounded};
-use std::fs::OpenOptions;
+use std::fs::OpenOptions as OpenOptions_;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 
@@ -37,7 +43,19 @@ pub struct Volume {
     shared: Arc<Shared>,
     tx: Sender<Request>,
     writer: Option<JoinHandle<()>>,
+    archiver: Option<archiver::Handle>,
     lock: Option<VolumeLock>,
+}
+
+/// How a volume is opened; [`Volume::open`] uses the defaults.
+#[derive(Default)]
+pub struct OpenOptions {
+    /// The backing store; by default the local directory the policy names.
+    pub store: Option<Arc<dyn BackingStore>>,
+    /// Open without the archiver: nothing is retired (for inspection).
+    pub no_archiver: bool,
+    /// For crash tests: the archiver stops for good after this retire step.
+    pub halt_at: Option<archiver::Step>,
 }
 
 /// The volume as of one sync point: read-only, the same bytes every time.
@@ -63,7 +81,7 @@ impl View {
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let ctx = format!("cannot write {}", path.display());
-    let file = OpenOptions::new()
+    let file = OpenOptions_::new()
         .write(true)
         .create_new(true)
         .open(&tmp)
@@ -108,8 +126,12 @@ impl Volume {
     }
 
     /// Opens a volume for writing: locks it, recovers the index and starts
-    /// the writer.
+    /// the writer and the archiver.
     pub fn open(dir: &Path) -> Result<Volume> {
+        Self::open_with(dir, OpenOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Volume> {
         if !dir.join(POLICY_FILE).exists() {
             return Err(Error::NotAVolume {
                 path: dir.to_path_buf(),
@@ -121,21 +143,52 @@ impl Volume {
         let seg_dir = dir.join(SEGMENTS_DIR);
         let block_size = policy.block_size as u32;
         let listing = segment::list(&seg_dir)?;
-        let mut catalog = Catalog::open(dir, true)?;
+        // Read-only until recovery succeeded: a refused open changes nothing.
+        let catalog = Catalog::open(dir, false)?;
+        let store = match options.store {
+            Some(s) => s,
+            None => Arc::new(
+                LocalDir::open(&policy.backing_store_path(dir)).map_err(ArchiveError::from)?,
+            ),
+        };
+        let archive = Arc::new(Archive::open(
+            store,
+            volume_id,
+            policy.compression_level,
+            policy.cache_size,
+        ));
 
         let mut index = Index::new(block_size);
         let mut next_ino = ROOT_INO + 1;
         let mut next_sync_id = catalog.last_id() + 1;
         let mut window_start = 1;
-        let mut next_seq = 1;
+        let mut next_seq = archive.objects().last().map_or(1, |(s, _)| s + 1);
         let mut tail = None;
+        let mut missing = Vec::new();
         if let Some(&last) = listing.segments.last() {
             let (_, recs) = segment_records(&seg_dir, last, volume_id)?;
+            check_geometry(&recs.header, &policy)?;
             let end = Lsn {
                 seq: last,
                 offset: u32::MAX,
             };
-            let built = build_backward(&seg_dir, volume_id, block_size, end, &recs)?;
+            let built = build_backward(block_size, end, &recs, |seq| {
+                if listing.segments.binary_search(&seq).is_ok() {
+                    return segment_records(&seg_dir, seq, volume_id).map(|(_, r)| Some(r));
+                }
+                // Retired, so its live records were copied forward. A store
+                // that cannot be listed now is trusted for segments older
+                // than all of primary: only retiring removes those.
+                let oldest = listing.segments[0];
+                if archive.contains(seq) || (!archive.listed() && seq < oldest) {
+                    return Ok(None);
+                }
+                Err(ArchiveError::Lost {
+                    seq,
+                    store: archive.store().describe(),
+                }
+                .into())
+            })?;
             if built.orphans > 0 {
                 log::warn!(
                     "{}: {} inodes had data but no inode record; ignored",
@@ -149,24 +202,22 @@ impl Volume {
             next_sync_id = next_sync_id
                 .max(recs.header.next_sync_id)
                 .max(newest_sync.map_or(0, |id| id + 1));
-            window_start = recs.header.window_start;
-            next_seq = last + 1;
-            let mut missing: Vec<SyncPoint> = built
+            window_start = recs.header.window_start.max(listing.segments[0]);
+            next_seq = next_seq.max(last + 1);
+            missing = built
                 .sync_points
                 .into_iter()
                 .filter(|(_, s)| s.id > catalog.last_id())
                 .map(|(lsn, info)| SyncPoint { lsn, info })
                 .collect();
             missing.sort_by_key(|p| p.info.id);
-            catalog.append(&missing)?;
             let log_end = Lsn {
                 seq: last,
                 offset: recs.scan.as_ref().map_or(u32::MAX, |s| s.valid_end),
             };
             check_durable_end(&recs, log_end, clean, &catalog)?;
             if let Some(scan) = &recs.scan {
-                let end = log_end;
-                if clean != Some(end) {
+                if clean != Some(log_end) {
                     let why = scan
                         .stopped
                         .as_ref()
@@ -178,7 +229,7 @@ impl Volume {
                         scan.valid_end
                     );
                 }
-                let file = OpenOptions::new()
+                let file = OpenOptions_::new()
                     .read(true)
                     .write(true)
                     .open(segment::segment_path(&seg_dir, last))
@@ -196,34 +247,80 @@ impl Volume {
                     count: recs.entries.len() as u32,
                 });
             }
+        } else if next_seq > 1 {
+            return Err(Error::Inconsistent(format!(
+                "{} holds no segment, but the backing store holds segments up to {}; the primary segments are lost",
+                seg_dir.display(),
+                next_seq - 1
+            )));
         }
+        let mut catalog = Catalog::open(dir, true)?;
+        catalog.append(&missing)?;
         for path in &listing.staging {
             std::fs::remove_file(path).map_err(io(format!("cannot remove {}", path.display())))?;
         }
         vol_lock.claim()?;
+        let primary_oldest = listing.segments.first().copied().unwrap_or(next_seq);
+        let segments = Arc::new(Segments::new(
+            seg_dir.clone(),
+            volume_id,
+            policy.segment_size,
+            archive,
+            primary_oldest,
+        ));
         let shared = Arc::new(Shared::new(
             volume_id,
             seg_dir,
             block_size,
             policy.segment_size,
+            segments,
             index,
             catalog,
             next_ino,
-            window_start,
+            window_start.max(1),
+            primary_oldest,
+            policy.capacity_blocks(),
             listing.free,
         ));
         let tail = match tail {
             Some(t) => t,
             None => writer::open_segment(&shared, next_seq, next_sync_id)?,
         };
+        shared.sealed.store(tail.header.seq - 1, Ordering::SeqCst);
         let (tx, rx) = bounded(writer::QUEUE_LEN);
-        let handle = Writer::new(shared.clone(), tail, next_sync_id).spawn(rx)?;
+        let (link, archiver) = if options.no_archiver {
+            (ArchiverLink::none(), None)
+        } else {
+            let (atx, arx) = bounded(16);
+            let (space_tx, space_rx) = bounded(1);
+            let link = ArchiverLink {
+                requests: arx,
+                space: space_rx,
+                // The last reserve segment is for the archiver's copies:
+                // copies of one segment fit in one, so primary never holds
+                // more than working set + reserve.
+                limit: policy.working_set as u64 + policy.reserve as u64 - 1,
+            };
+            (link, Some((atx, space_tx)))
+        };
+        let handle = Writer::new(shared.clone(), tail, next_sync_id, link).spawn(rx)?;
+        let archiver = match archiver {
+            Some((atx, space_tx)) => Some(Archiver::spawn(
+                shared.clone(),
+                atx,
+                space_tx,
+                policy.working_set as u64,
+                options.halt_at,
+            )?),
+            None => None,
+        };
         Ok(Volume {
             dir: dir.to_path_buf(),
             policy,
             shared,
             tx,
             writer: Some(handle),
+            archiver,
             lock: Some(vol_lock),
         })
     }
@@ -293,15 +390,11 @@ impl Volume {
             .into_iter()
             .find(|p| p.info.id == id)
             .ok_or_else(|| Error::UnknownSyncPoint(id.to_string()))?;
-        let seg_dir = &self.shared.seg_dir;
-        let (_, recs) = segment_records(seg_dir, point.lsn.seq, self.shared.volume_id)?;
-        let built = build_backward(
-            seg_dir,
-            self.shared.volume_id,
-            self.shared.block_size,
-            point.lsn,
-            &recs,
-        )?;
+        let segments = &self.shared.segments;
+        let recs = segments.records(point.lsn.seq)?;
+        let built = build_backward(self.shared.block_size, point.lsn, &recs, |seq| {
+            segments.records(seq).map(Some)
+        })?;
         Ok(View {
             point,
             index: built.index,
@@ -331,7 +424,73 @@ impl Volume {
 
     /// Segment files in primary storage (sealed and open).
     pub fn segments_in_primary(&self) -> u64 {
-        segment::list(&self.shared.seg_dir).map_or(0, |l| l.segments.len() as u64)
+        let oldest = self.shared.primary_oldest.load(Ordering::SeqCst);
+        (self.shared.sealed.load(Ordering::SeqCst) + 2).saturating_sub(oldest)
+    }
+
+    /// The archive of this volume (retired segments in the backing store).
+    pub fn archive(&self) -> &Arc<Archive> {
+        self.shared.segments.archive()
+    }
+
+    /// Whether the archiver thread has ended (for tests with a halt step).
+    #[doc(hidden)]
+    pub fn archiver_finished(&self) -> bool {
+        self.archiver.as_ref().is_none_or(|a| a.finished())
+    }
+
+    /// Working set, archive and store, as `lsvfs status` shows them.
+    pub fn status(&self) -> Status {
+        let p = &self.policy;
+        let w = p.working_set as u64;
+        let primary = self.segments_in_primary();
+        let objects = self.archive().objects();
+        let sh = &self.shared;
+        let user = sh.user_bytes.load(Ordering::Relaxed);
+        let copied = sh.copied_bytes.load(Ordering::Relaxed);
+        let live = sh
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .live_blocks();
+        let mut s = Status {
+            segment_size: p.segment_size,
+            working_set: w,
+            reserve: p.reserve as u64,
+            segments_in_primary: primary,
+            working_set_fill: primary as f64 / w as f64,
+            reserve_in_use: primary.saturating_sub(w).min(p.reserve as u64),
+            waiting_for_archive: primary.saturating_sub(w),
+            writes_blocked: sh.waiting.load(Ordering::SeqCst),
+            live_bytes: live * p.block_size,
+            capacity_bytes: p.capacity_blocks() * p.block_size,
+            archived_segments: objects.len() as u64,
+            archived_bytes: objects.iter().map(|(_, n)| n).sum(),
+            user_bytes: user,
+            copied_forward_bytes: copied,
+            write_amplification: ratio(user + copied, user),
+            store: StoreStatus {
+                location: self.archive().store().describe(),
+                ok: true,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        if let Some(a) = &self.archiver {
+            let st = &a.stats;
+            let raw = st.raw_bytes.load(Ordering::Relaxed);
+            let stored = st.stored_bytes.load(Ordering::Relaxed);
+            let us = st.archive_us.load(Ordering::Relaxed);
+            s.session_archived_raw_bytes = raw;
+            s.session_archived_stored_bytes = stored;
+            s.compression_ratio = ratio(raw, stored);
+            s.archive_mib_per_s = ratio(raw * 1_000_000 / (1 << 20), us);
+            let h = lock(&st.health).clone();
+            s.store.ok = h.ok;
+            s.store.error = h.error;
+            s.store.since = h.since;
+        }
+        s
     }
 
     /// Everything before this position survives a crash.
@@ -345,6 +504,9 @@ impl Volume {
     }
 
     fn shutdown(&mut self) -> Result<()> {
+        if let Some(mut a) = self.archiver.take() {
+            a.stop();
+        }
         let Some(handle) = self.writer.take() else {
             return Ok(());
         };
@@ -365,8 +527,23 @@ impl Volume {
             let _ = self.tx.send(Request::Crash);
             let _ = handle.join();
         }
+        if let Some(mut a) = self.archiver.take() {
+            a.stop();
+        }
         self.lock.take();
     }
+}
+
+/// Refuses segments written with another block or segment size than the
+/// policy now names (an edited lsvfs.toml): they would be misread.
+fn check_geometry(header: &SegmentHeader, policy: &Policy) -> Result<()> {
+    if header.segment_size == policy.segment_size && header.block_size as u64 == policy.block_size {
+        return Ok(());
+    }
+    Err(Error::Inconsistent(format!(
+        "segment {} was written with segment size {} and block size {}, but lsvfs.toml says {} and {}; restore the policy file",
+        header.seq, header.segment_size, header.block_size, policy.segment_size, policy.block_size
+    )))
 }
 
 /// Refuses a log that ends before what was acknowledged as durable: a sync

@@ -1,6 +1,8 @@
 //! POSIX semantics over the engine: names, links, directories, reads and
 //! writes of byte ranges, truncation. Knows nothing of FUSE; errno for every
-//! failure is decided here, in [`FsError::errno`].
+//! failure of a file operation is decided here, in [`FsError::errno`] (the
+//! adapter adds only what concerns FUSE itself: EROFS on a read-only mount,
+//! the `.lsvfs/` control nodes, bad handles and xattr buffer sizes).
 //!
 //! Consistency: namespace changes hold one namespace lock, and every change
 //! to an inode's attributes holds that inode's stripe lock, so that
@@ -81,6 +83,7 @@ impl FsError {
                 // A request the engine judged malformed is the caller's mistake.
                 Error::Invalid(_) => libc::EINVAL,
                 Error::TooLarge { .. } => libc::EFBIG,
+                Error::NoSpace(_) => libc::ENOSPC,
                 Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
                     libc::ENOSPC
                 }
@@ -90,7 +93,9 @@ impl FsError {
                 | Error::Corrupt { .. }
                 | Error::DurableDamaged { .. }
                 | Error::ForeignSegment { .. }
+                | Error::Inconsistent(_)
                 | Error::SegmentMissing { .. }
+                | Error::Archive(_)
                 | Error::Poisoned(_)
                 | Error::Closed => libc::EIO,
                 // Not reachable from file operations; EIO rather than a lie.
@@ -246,7 +251,7 @@ impl Fs {
     pub fn statfs(&self) -> FsStats {
         let p = self.volume.policy();
         let stats = self.volume.index_stats();
-        let blocks = p.segment_size * p.working_set as u64 / p.block_size;
+        let blocks = p.capacity_blocks();
         FsStats {
             block_size: p.block_size as u32,
             blocks,

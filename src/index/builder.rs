@@ -133,6 +133,7 @@ impl Builder {
         let before = self.index.inodes.len();
         self.index.inodes.retain(|_, e| e.lsn.is_some());
         let orphans = (before - self.index.inodes.len()) as u64;
+        self.index.recount();
         Built {
             index: self.index,
             max_ino: self.max_ino,

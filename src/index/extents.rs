@@ -4,7 +4,8 @@
 //! record of fixed size (`stride`) after another, so the map stores runs:
 //! block `start + i` lives at `offset + i * stride` of segment `seq`. Only
 //! the last record of a run may be shorter than a full block. A file written
-//! sequentially costs one entry per write batch instead of one per block.
+//! sequentially costs one entry per write group (the group's inode record
+//! ends the run) instead of one per block.
 
 use crate::format::Lsn;
 use std::collections::BTreeMap;

@@ -35,6 +35,8 @@ pub struct Index {
     block_size: u32,
     inodes: HashMap<u64, InodeEntry>,
     dirs: HashMap<u64, BTreeMap<Vec<u8>, DirEntry>>,
+    /// Mapped data blocks of all inodes: the live data the capacity rule counts.
+    live_blocks: u64,
 }
 
 /// Length of a data record holding a full block of `block_size` bytes.
@@ -48,7 +50,25 @@ impl Index {
             block_size,
             inodes: HashMap::new(),
             dirs: HashMap::new(),
+            live_blocks: 0,
         }
+    }
+
+    /// Mapped data blocks of all inodes.
+    pub fn live_blocks(&self) -> u64 {
+        self.live_blocks
+    }
+
+    /// Recounts live blocks after a backward build filled the maps.
+    fn recount(&mut self) {
+        self.live_blocks = self.inodes.values().map(|e| e.blocks.blocks()).sum();
+    }
+
+    /// Whether `block` of `ino` is mapped.
+    pub fn has_block(&self, ino: u64, block: u64) -> bool {
+        self.inodes
+            .get(&ino)
+            .is_some_and(|e| e.blocks.get(block, self.stride()).is_some())
     }
 
     pub fn block_size(&self) -> u32 {
@@ -66,7 +86,9 @@ impl Index {
         match record {
             Record::Inode { ino, .. } => self.inodes.entry(*ino).or_default().lsn = Some(lsn),
             Record::InodeDelete { ino } => {
-                self.inodes.remove(ino);
+                if let Some(e) = self.inodes.remove(ino) {
+                    self.live_blocks -= e.blocks.blocks();
+                }
                 self.dirs.remove(ino);
             }
             Record::Dirent {
@@ -95,15 +117,16 @@ impl Index {
             }
             Record::Data { ino, block, .. } => {
                 let full = len == stride;
-                self.inodes
-                    .entry(*ino)
-                    .or_default()
-                    .blocks
-                    .insert(*block, lsn, full, stride);
+                let blocks = &mut self.inodes.entry(*ino).or_default().blocks;
+                let before = blocks.blocks();
+                blocks.insert(*block, lsn, full, stride);
+                self.live_blocks = self.live_blocks + blocks.blocks() - before;
             }
             Record::Truncate { ino, from_block } => {
                 if let Some(e) = self.inodes.get_mut(ino) {
+                    let before = e.blocks.blocks();
                     e.blocks.truncate(*from_block);
+                    self.live_blocks -= before - e.blocks.blocks();
                 }
             }
             Record::Xattr { ino, name, .. } => {
@@ -120,6 +143,28 @@ impl Index {
             }
             Record::SyncPoint(_) => {}
         }
+    }
+
+    /// Whether `record`, found at `lsn`, is the newest record of its key:
+    /// what the archiver must copy forward before retiring its segment.
+    /// Tombstones and sync records are never current: nothing older than the
+    /// window needs hiding, and the catalog keeps the sync points.
+    pub fn is_current(&self, lsn: Lsn, record: &Record) -> bool {
+        let at = match record {
+            Record::Inode { ino, .. } => self.inode_lsn(*ino),
+            Record::Data { ino, block, .. } => self
+                .inodes
+                .get(ino)
+                .and_then(|e| e.blocks.get(*block, self.stride())),
+            Record::Xattr { ino, name, .. } => self.xattr(*ino, name),
+            Record::Dirent { parent, name, .. } => self.lookup(*parent, name).map(|e| e.lsn),
+            Record::InodeDelete { .. }
+            | Record::DirentDelete { .. }
+            | Record::Truncate { .. }
+            | Record::XattrDelete { .. }
+            | Record::SyncPoint(_) => None,
+        };
+        at == Some(lsn)
     }
 
     pub fn inode(&self, ino: u64) -> Option<&InodeEntry> {

@@ -3,8 +3,10 @@
 //! that sync points can be listed and found without reading the log.
 //!
 //! The log is the truth: the catalog is appended (and fsynced) after the
-//! sync record is durable, and recovery re-adds any sync record it finds in
-//! the working set that the catalog lacks. A torn last entry is cut off.
+//! sync record is durable, and recovery re-adds the sync records it finds in
+//! the working set with ids above the catalog's last. Entries are read up
+//! to the first that fails its check; it and everything after it are cut
+//! off (a torn append), only once the volume has opened successfully.
 //!
 //! Entry layout (little-endian):
 //! ```text

@@ -12,9 +12,10 @@ use crate::error::{Error, Result};
 use crate::format::{Lsn, VolumeId};
 use crate::index::Index;
 use catalog::Catalog;
+use crossbeam_channel::{Receiver, Sender, bounded};
 use reader::Segments;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// State shared by the writer thread and every reader of the live volume.
@@ -30,6 +31,20 @@ pub struct Shared {
     pub next_ino: AtomicU64,
     /// The oldest segment that may still hold a live record.
     pub window_start: AtomicU64,
+    /// The oldest segment whose file is in primary storage.
+    pub primary_oldest: AtomicU64,
+    /// The newest sealed segment (0 if none): the archiver's horizon.
+    pub sealed: AtomicU64,
+    /// Whether user writes are waiting for the archiver to make room.
+    pub waiting: AtomicBool,
+    /// Record bytes appended for users and copied forward by the archiver,
+    /// since the volume was opened: their ratio is the write amplification.
+    pub user_bytes: AtomicU64,
+    pub copied_bytes: AtomicU64,
+    /// Most data blocks the volume may map (the capacity rule).
+    pub capacity_blocks: u64,
+    /// The writer wakes the archiver through this when it sealed a segment.
+    pub archiver_wake: (Sender<()>, Receiver<()>),
     /// Recycled segment files waiting to be reused.
     pub free: Mutex<Vec<PathBuf>>,
     poison: Mutex<Option<String>>,
@@ -49,15 +64,18 @@ impl Shared {
         seg_dir: PathBuf,
         block_size: u32,
         segment_size: u64,
+        segments: Arc<Segments>,
         index: Index,
         catalog: Catalog,
         next_ino: u64,
         window_start: u64,
+        primary_oldest: u64,
+        capacity_blocks: u64,
         free: Vec<PathBuf>,
     ) -> Self {
         Shared {
             volume_id,
-            segments: Arc::new(Segments::new(seg_dir.clone(), segment_size)),
+            segments,
             seg_dir,
             block_size,
             segment_size,
@@ -65,6 +83,13 @@ impl Shared {
             catalog: Mutex::new(catalog),
             next_ino: AtomicU64::new(next_ino),
             window_start: AtomicU64::new(window_start),
+            primary_oldest: AtomicU64::new(primary_oldest),
+            sealed: AtomicU64::new(0),
+            waiting: AtomicBool::new(false),
+            user_bytes: AtomicU64::new(0),
+            copied_bytes: AtomicU64::new(0),
+            archiver_wake: bounded(1),
+            capacity_blocks,
             free: Mutex::new(free),
             poison: Mutex::new(None),
             durable: Mutex::new(Lsn { seq: 0, offset: 0 }),

@@ -1,16 +1,28 @@
 //! Reading records by position, from any thread, without the writer.
 //!
 //! Keeps one read-only handle per segment, opened on first use. Reads go to
-//! the page cache or the disk directly; every record is checksummed and its
-//! key compared with what the caller expects before any byte is handed out.
+//! the page cache or the disk directly; segments retired from primary
+//! storage are read from the archive (through its verified frame cache).
+//! Every record is checksummed and its key compared with what the caller
+//! expects before any byte is handed out.
+//!
+//! A reader may hold a position in a segment that the archiver retires
+//! before the read happens (the live index moved on meanwhile). Retiring
+//! takes the write side of `pin` while it marks the segment retired, and
+//! primary reads hold the read side, so no read ever lands in a recycled
+//! file that was reused for a newer segment: it goes to the archive, which
+//! holds the same bytes.
 
+use super::recovery::{SegmentRecords, segment_records};
 use super::segment;
+use crate::archive::Archive;
 use crate::error::{Error, Result};
 use crate::format::record::RECORD_HEADER_LEN;
-use crate::format::{DecodeError, Lsn, RecordView};
+use crate::format::{DecodeError, Lsn, RecordView, VolumeId};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 /// Records longer than this are read in two steps (header, then the rest).
@@ -18,17 +30,65 @@ const FIRST_READ: usize = 8192;
 
 pub struct Segments {
     dir: PathBuf,
+    volume_id: VolumeId,
     segment_size: u64,
     files: RwLock<HashMap<u64, Arc<File>>>,
+    archive: Arc<Archive>,
+    /// Segments below this are no longer in primary storage.
+    retired_below: AtomicU64,
+    pin: RwLock<()>,
 }
 
 impl Segments {
-    pub fn new(dir: PathBuf, segment_size: u64) -> Self {
+    pub fn new(
+        dir: PathBuf,
+        volume_id: VolumeId,
+        segment_size: u64,
+        archive: Arc<Archive>,
+        retired_below: u64,
+    ) -> Self {
         Segments {
             dir,
+            volume_id,
             segment_size,
             files: RwLock::new(HashMap::new()),
+            archive,
+            retired_below: AtomicU64::new(retired_below),
+            pin: RwLock::new(()),
         }
+    }
+
+    pub fn archive(&self) -> &Arc<Archive> {
+        &self.archive
+    }
+
+    fn in_primary(&self, seq: u64) -> bool {
+        seq >= self.retired_below.load(Ordering::SeqCst)
+    }
+
+    /// Marks segments up to `seq` retired: from now on they are read from
+    /// the archive. Waits for reads of them in progress.
+    pub fn retire(&self, seq: u64) {
+        let _pin = self.pin.write().unwrap_or_else(|p| p.into_inner());
+        self.retired_below.fetch_max(seq + 1, Ordering::SeqCst);
+        self.files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|&s, _| s > seq);
+    }
+
+    /// The records of segment `seq`, from primary storage or the archive.
+    pub fn records(&self, seq: u64) -> Result<SegmentRecords> {
+        if self.in_primary(seq) {
+            let _pin = self.pin.read().unwrap_or_else(|p| p.into_inner());
+            if self.in_primary(seq) {
+                match segment_records(&self.dir, seq, self.volume_id) {
+                    Err(Error::SegmentMissing { .. }) => {}
+                    other => return other.map(|(_, r)| r),
+                }
+            }
+        }
+        self.archive.segment_records(seq)
     }
 
     fn file(&self, seq: u64) -> Result<Arc<File>> {
@@ -45,20 +105,24 @@ impl Segments {
         Ok(files.entry(seq).or_insert(file).clone())
     }
 
-    /// Drops the handle of a segment whose primary file went away.
-    pub fn forget(&self, seq: u64) {
-        self.files
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&seq);
-    }
-
     /// Reads up to `len` bytes at `lsn`, fewer if the segment ends first.
     pub fn read(&self, lsn: Lsn, len: usize) -> Result<Vec<u8>> {
-        let len = len.min((self.segment_size - lsn.offset as u64) as usize);
-        let mut buf = vec![0u8; len];
-        segment::read_exact_at(&*self.file(lsn.seq)?, lsn.seq, &mut buf, lsn.offset as u64)?;
-        Ok(buf)
+        if self.in_primary(lsn.seq) {
+            let _pin = self.pin.read().unwrap_or_else(|p| p.into_inner());
+            if self.in_primary(lsn.seq) {
+                match self.file(lsn.seq) {
+                    Ok(file) => {
+                        let len = len.min((self.segment_size - lsn.offset as u64) as usize);
+                        let mut buf = vec![0u8; len];
+                        segment::read_exact_at(&file, lsn.seq, &mut buf, lsn.offset as u64)?;
+                        return Ok(buf);
+                    }
+                    Err(Error::SegmentMissing { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(self.archive.read(lsn.seq, lsn.offset as u64, len)?)
     }
 
     /// Reads the whole record at `lsn` and verifies its checksum.

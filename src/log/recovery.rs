@@ -2,10 +2,12 @@
 //!
 //! The scan ends at a position (the log's tail, or a sync point) and starts
 //! at the `window_start` recorded in the header of the segment holding that
-//! position: by the working-set invariant no live record is older, so at
-//! most the working set (W + 1 segments) is ever read. Sealed segments give
-//! their summaries; the unsealed tail is scanned forward once to find where
-//! the valid log ends.
+//! position: by the working-set invariant no live record is older. Sealed
+//! segments give their summaries (from primary storage or the archive); the
+//! unsealed tail is scanned forward once to find where the valid log ends.
+//! The live volume's recovery skips segments of the window already retired
+//! (their live records were copied forward before they were archived), so it
+//! reads only primary storage; a view reads its whole window.
 
 use super::segment::{self, Scan};
 use crate::error::{Error, Result};
@@ -49,7 +51,11 @@ pub fn segment_records(dir: &Path, seq: u64, volume: VolumeId) -> Result<(File, 
     Ok((file, records))
 }
 
-fn check_summary(h: &SegmentHeader, f: &crate::format::Footer, e: &[SummaryEntry]) -> Result<()> {
+pub fn check_summary(
+    h: &SegmentHeader,
+    f: &crate::format::Footer,
+    e: &[SummaryEntry],
+) -> Result<()> {
     let mut pos = crate::format::segment::SEGMENT_HEADER_LEN as u32;
     for entry in e {
         if entry.offset != pos {
@@ -91,18 +97,18 @@ fn feed(builder: &mut Builder, seq: u64, entries: &[SummaryEntry], upto: u32) ->
 }
 
 /// Builds the index as of `end` (inclusive), given the records of the
-/// segment holding it. Older segments of the window are read from `dir`.
+/// segment holding it. `older(seq)` gives each older segment of the window,
+/// newest first, or `None` for a retired one the scan may skip.
 pub fn build_backward(
-    dir: &Path,
-    volume: VolumeId,
     block_size: u32,
     end: Lsn,
     last: &SegmentRecords,
+    mut older: impl FnMut(u64) -> Result<Option<SegmentRecords>>,
 ) -> Result<Built> {
     let mut builder = Builder::new(block_size);
     feed(&mut builder, end.seq, &last.entries, end.offset)?;
     for seq in (last.header.window_start..end.seq).rev() {
-        let (_, records) = segment_records(dir, seq, volume)?;
+        let Some(records) = older(seq)? else { continue };
         if records.scan.is_some() {
             return Err(Error::Corrupt {
                 seq,

@@ -4,29 +4,37 @@
 //! queued into one batch, appends the batch with one write, publishes the
 //! new positions in the index, and answers. Requests for durability in the
 //! batch (fsync, sync points, close) share one fdatasync: group commit. A
-//! group that does not fit the current segment seals it (summary, footer,
-//! fdatasync) and opens the next one, reusing a recycled file when there is
-//! one. Any I/O failure poisons the volume.
+//! group that does not fit the current segment opens the next one (reusing
+//! a recycled file when there is one) and seals the old one (summary,
+//! fdatasync, footer, fdatasync). Any I/O failure poisons the volume.
+//!
+//! The archiver talks to the writer on a channel of its own: its
+//! copy-forward requests are served even while user writes wait for space
+//! because primary storage holds its limit of segments (back-pressure).
 
 use super::catalog::SyncPoint;
 use super::{Shared, lock, segment};
 use crate::error::{Error, Result, io};
-use crate::format::record::{FLAG_GROUP_END, RECORD_HEADER_LEN};
+use crate::format::record::{FLAG_COPIED, FLAG_GROUP_END, RECORD_HEADER_LEN};
 use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{Footer, Lsn, Record, SegmentHeader, SummaryEntry, SyncInfo};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, never, select};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Bound of the request channel: callers wait when the writer falls behind.
 pub const QUEUE_LEN: usize = 1024;
 /// Most requests gathered into one batch.
 const BATCH_MAX: usize = 256;
-/// Most bytes gathered into one write.
+/// A batch is written out once its buffer holds this many bytes; it may
+/// hold several requests, and one request may take it past this.
 const BATCH_BYTES_MAX: usize = 16 << 20;
+/// How often a writer waiting for space looks again without being woken.
+const SPACE_POLL: Duration = Duration::from_secs(1);
 
 pub type Reply<T> = Sender<Result<T>>;
 
@@ -46,6 +54,13 @@ pub enum Request {
     },
     /// Make everything durable and stop; answers with the end of the log.
     Close { reply: Reply<Lsn> },
+    /// The archiver's: append these records again, each found at its
+    /// position, unless a newer record of its key was written meanwhile.
+    /// Answers with the number of bytes appended.
+    CopyForward {
+        records: Vec<(Lsn, Record)>,
+        reply: Reply<u64>,
+    },
     /// Stop at once, writing nothing more, as if the process were killed.
     Crash,
 }
@@ -65,6 +80,32 @@ pub struct Writer {
     shared: Arc<Shared>,
     tail: Tail,
     next_sync_id: u64,
+    /// Requests of the archiver.
+    archiver: Receiver<Request>,
+    /// Signalled by the archiver when it recycled a segment.
+    space: Receiver<()>,
+    /// Most segments user writes may fill in primary storage.
+    limit: u64,
+    waiting: bool,
+}
+
+/// How the writer is connected to the archiver.
+pub struct ArchiverLink {
+    pub requests: Receiver<Request>,
+    pub space: Receiver<()>,
+    /// Segments user writes may fill in primary before they wait.
+    pub limit: u64,
+}
+
+impl ArchiverLink {
+    /// For a volume without an archiver: no requests, no limit.
+    pub fn none() -> Self {
+        ArchiverLink {
+            requests: never(),
+            space: never(),
+            limit: u64::MAX,
+        }
+    }
 }
 
 /// What one batch has written and owes its requesters.
@@ -79,7 +120,18 @@ struct Batch {
     syncs: Vec<Reply<()>>,
     points: Vec<(Reply<SyncPoint>, SyncPoint)>,
     close: Option<Reply<Lsn>>,
+    copies: Vec<(Reply<u64>, u64)>,
     need_sync: bool,
+    /// An archiver batch: appends are copies and never wait for space.
+    copy: bool,
+}
+
+/// Errors that fail one request and leave the volume healthy.
+fn caller_error(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Invalid(_) | Error::TooLarge { .. } | Error::NoSpace(_)
+    )
 }
 
 impl Batch {
@@ -95,6 +147,9 @@ impl Batch {
             let _ = r.send(poisoned(&msg));
         }
         if let Some(r) = self.close {
+            let _ = r.send(poisoned(&msg));
+        }
+        for (r, _) in self.copies {
             let _ = r.send(poisoned(&msg));
         }
     }
@@ -115,11 +170,15 @@ fn summary_len(record: &Record) -> usize {
 }
 
 impl Writer {
-    pub fn new(shared: Arc<Shared>, tail: Tail, next_sync_id: u64) -> Self {
+    pub fn new(shared: Arc<Shared>, tail: Tail, next_sync_id: u64, link: ArchiverLink) -> Self {
         Writer {
             shared,
             tail,
             next_sync_id,
+            archiver: link.requests,
+            space: link.space,
+            limit: link.limit,
+            waiting: false,
         }
     }
 
@@ -134,16 +193,28 @@ impl Writer {
     }
 
     fn run(mut self, rx: Receiver<Request>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while batch.len() < BATCH_MAX {
-                match rx.try_recv() {
-                    Ok(r) => batch.push(r),
-                    Err(_) => break,
+        loop {
+            let archiver = self.archiver.clone();
+            select! {
+                recv(archiver) -> r => match r {
+                    Ok(req) => {
+                        self.handle(vec![req], true);
+                    }
+                    Err(_) => self.archiver = never(),
+                },
+                recv(rx) -> r => {
+                    let Ok(first) = r else { return };
+                    let mut batch = vec![first];
+                    while batch.len() < BATCH_MAX {
+                        match rx.try_recv() {
+                            Ok(r) => batch.push(r),
+                            Err(_) => break,
+                        }
+                    }
+                    if !self.handle(batch, false) {
+                        return;
+                    }
                 }
-            }
-            if !self.handle(batch) {
-                return;
             }
         }
     }
@@ -156,9 +227,10 @@ impl Writer {
     }
 
     /// Handles one batch; returns false when the writer must stop.
-    fn handle(&mut self, requests: Vec<Request>) -> bool {
+    fn handle(&mut self, requests: Vec<Request>, copy: bool) -> bool {
         let mut b = Batch {
             at: self.tail.pos,
+            copy,
             ..Default::default()
         };
         let mut go_on = true;
@@ -170,49 +242,18 @@ impl Writer {
                 refuse(req, e);
                 continue;
             }
-            let step = match req {
-                Request::Append { records, reply } => match self.append(&mut b, records) {
-                    Ok(lsns) => {
-                        b.appends.push((reply, lsns));
-                        Ok(())
-                    }
-                    Err(e @ (Error::Invalid(_) | Error::TooLarge { .. })) => {
-                        let _ = reply.send(Err(e));
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                },
-                Request::Sync { reply } => {
-                    b.need_sync = true;
-                    b.syncs.push(reply);
-                    Ok(())
-                }
-                Request::SyncPoint {
-                    label,
-                    requester,
-                    reply,
-                } => self.sync_point(&mut b, label, requester).map(|p| {
-                    b.points.push((reply, p));
-                }),
-                Request::Close { reply } => {
-                    b.need_sync = true;
-                    b.close = Some(reply);
-                    go_on = false;
-                    Ok(())
-                }
-                Request::Crash => unreachable!("handled above"),
-            };
+            if let Request::Close { .. } = req {
+                go_on = false;
+            }
+            let step = self
+                .step(&mut b, req)
+                .and_then(|()| match b.buf.len() >= BATCH_BYTES_MAX {
+                    true => self.flush(&mut b),
+                    false => Ok(()),
+                });
             if let Err(e) = step {
                 self.shared.poison(&e);
-                b.fail(&e);
-                return true;
-            }
-            if b.buf.len() >= BATCH_BYTES_MAX
-                && let Err(e) = self.flush(&mut b)
-            {
-                self.shared.poison(&e);
-                b.fail(&e);
-                return true;
+                std::mem::take(&mut b).fail(&e);
             }
         }
         if let Err(e) = self.finish(&mut b) {
@@ -229,10 +270,78 @@ impl Writer {
         for (r, p) in b.points {
             let _ = r.send(Ok(p));
         }
+        for (r, n) in b.copies {
+            let _ = r.send(Ok(n));
+        }
         if let Some(r) = b.close {
             let _ = r.send(Ok(self.end()));
         }
         go_on
+    }
+
+    /// Adds one request to the batch. A failure that concerns only this
+    /// request is answered here; any other is returned, after answering
+    /// this request, and poisons the volume.
+    fn step(&mut self, b: &mut Batch, req: Request) -> Result<()> {
+        fn answer<T>(reply: &Reply<T>, e: Error) -> Result<()> {
+            if caller_error(&e) {
+                let _ = reply.send(Err(e));
+                return Ok(());
+            }
+            let _ = reply.send(poisoned(&e.to_string()));
+            Err(e)
+        }
+        match req {
+            Request::Append { records, reply } => match self.append(b, records, 0) {
+                Ok(lsns) => b.appends.push((reply, lsns)),
+                Err(e) => return answer(&reply, e),
+            },
+            Request::Sync { reply } => {
+                b.need_sync = true;
+                b.syncs.push(reply);
+            }
+            Request::SyncPoint {
+                label,
+                requester,
+                reply,
+            } => match self.sync_point(b, label, requester) {
+                Ok(p) => b.points.push((reply, p)),
+                Err(e) => return answer(&reply, e),
+            },
+            Request::Close { reply } => {
+                b.need_sync = true;
+                b.close = Some(reply);
+            }
+            Request::CopyForward { records, reply } => match self.copy_forward(b, records) {
+                Ok(n) => b.copies.push((reply, n)),
+                Err(e) => return answer(&reply, e),
+            },
+            Request::Crash => unreachable!("handled by the caller"),
+        }
+        Ok(())
+    }
+
+    /// Appends again every record that is still the newest of its key.
+    fn copy_forward(&mut self, b: &mut Batch, records: Vec<(Lsn, Record)>) -> Result<u64> {
+        // Positions encoded earlier in this batch must be in the index before
+        // it says what is current. The records name distinct keys (one
+        // segment's records, at most one current per key), so copying one
+        // does not change whether another is current.
+        self.flush(b)?;
+        let current: Vec<Record> = {
+            let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+            records
+                .into_iter()
+                .filter(|(lsn, r)| index.is_current(*lsn, r))
+                .map(|(_, r)| r)
+                .collect()
+        };
+        let mut bytes = 0;
+        for record in current {
+            bytes += record.encoded_len() as u64;
+            self.append(b, vec![record], FLAG_COPIED)?;
+        }
+        Ok(bytes)
     }
 
     /// Writes the batch, makes it durable if asked, records sync points.
@@ -249,8 +358,9 @@ impl Writer {
         lock(&self.shared.catalog).append(&points)
     }
 
-    /// Encodes an atomic group into the batch; returns the records' positions.
-    fn append(&mut self, b: &mut Batch, records: Vec<Record>) -> Result<Vec<Lsn>> {
+    /// Encodes an atomic group into the batch with `flags` on every record;
+    /// returns the records' positions.
+    fn append(&mut self, b: &mut Batch, records: Vec<Record>, flags: u8) -> Result<Vec<Lsn>> {
         let block_size = self.shared.block_size as usize;
         let mut len = 0;
         let mut sum_len = 0;
@@ -267,17 +377,25 @@ impl Writer {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        let room = self.shared.segment_size as usize
-            - FOOTER_LEN
-            - self.tail.pos as usize
-            - self.tail.summary.len();
-        if len + sum_len > room {
+        if !b.copy {
+            self.check_capacity(&records)?;
+        }
+        while len + sum_len > self.room() {
+            if !b.copy && self.tail.header.seq + 2 > self.limit + self.primary_oldest() {
+                self.wait_for_space(b)?;
+                continue;
+            }
             self.rotate(b)?;
         }
+        let counter = match b.copy {
+            true => &self.shared.copied_bytes,
+            false => &self.shared.user_bytes,
+        };
+        counter.fetch_add(len as u64, Ordering::Relaxed);
         let last = records.len() - 1;
         let mut lsns = Vec::with_capacity(records.len());
         for (i, r) in records.into_iter().enumerate() {
-            let flags = if i == last { FLAG_GROUP_END } else { 0 };
+            let flags = flags | if i == last { FLAG_GROUP_END } else { 0 };
             let start = b.buf.len();
             self.tail.last_crc = r.encode(flags, self.tail.last_crc, &mut b.buf);
             let bytes = &b.buf[start..];
@@ -313,7 +431,7 @@ impl Writer {
             label,
             requester,
         };
-        let lsn = self.append(b, vec![Record::SyncPoint(info.clone())])?[0];
+        let lsn = self.append(b, vec![Record::SyncPoint(info.clone())], 0)?[0];
         self.next_sync_id += 1;
         b.need_sync = true;
         Ok(SyncPoint { lsn, info })
@@ -339,11 +457,88 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the current segment and opens the next.
+    /// Refuses a group that would map more data blocks than the capacity
+    /// rule allows; overwrites and deletes always pass.
+    fn check_capacity(&self, records: &[Record]) -> Result<()> {
+        let is_data = |r: &&Record| matches!(r, Record::Data { .. });
+        let data = records.iter().filter(is_data).count() as u64;
+        let cap = self.shared.capacity_blocks;
+        let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
+        let live = index.live_blocks();
+        if data == 0 || live + data <= cap {
+            return Ok(());
+        }
+        let new = records
+            .iter()
+            .filter(
+                |r| matches!(r, Record::Data { ino, block, .. } if !index.has_block(*ino, *block)),
+            )
+            .count() as u64;
+        if new == 0 || live + new <= cap {
+            return Ok(());
+        }
+        let bs = self.shared.block_size as u64;
+        Err(Error::NoSpace(format!(
+            "live data would exceed the volume's capacity of {} bytes ({live} of {cap} blocks in use); delete data or enlarge the working set",
+            cap * bs
+        )))
+    }
+
+    /// Bytes left in the tail for records and their summary entries.
+    fn room(&self) -> usize {
+        self.shared.segment_size as usize
+            - FOOTER_LEN
+            - self.tail.pos as usize
+            - self.tail.summary.len()
+    }
+
+    fn primary_oldest(&self) -> u64 {
+        self.shared.primary_oldest.load(Ordering::SeqCst)
+    }
+
+    /// Waits until the archiver has made room in primary storage, serving
+    /// its requests meanwhile (they are what makes room).
+    fn wait_for_space(&mut self, b: &mut Batch) -> Result<()> {
+        self.flush(b)?;
+        if !self.waiting {
+            self.waiting = true;
+            self.shared.waiting.store(true, Ordering::SeqCst);
+            log::warn!(
+                "primary storage holds {} segments, the working set and its reserve; writes wait for the archiver",
+                self.limit
+            );
+        }
+        let archiver = self.archiver.clone();
+        select! {
+            recv(archiver) -> r => match r {
+                Ok(req) => {
+                    self.handle(vec![req], true);
+                    self.shared.check()?;
+                }
+                Err(_) => {
+                    log::warn!("the archiver stopped; writes go on past the working set");
+                    self.archiver = never();
+                    self.limit = u64::MAX;
+                }
+            },
+            recv(self.space) -> _ => {}
+            default(SPACE_POLL) => {}
+        }
+        b.at = self.tail.pos;
+        if self.tail.header.seq + 2 <= self.limit + self.primary_oldest() {
+            self.waiting = false;
+            self.shared.waiting.store(false, Ordering::SeqCst);
+            log::info!("the archiver made room; writes resume");
+        }
+        Ok(())
+    }
+
+    /// Opens the next segment and seals the current one.
     fn rotate(&mut self, b: &mut Batch) -> Result<()> {
         self.flush(b)?;
+        let seq = self.tail.header.seq;
+        let next = open_segment(&self.shared, seq + 1, self.next_sync_id)?;
         let t = &self.tail;
-        let seq = t.header.seq;
         let footer = Footer {
             seq,
             records_end: t.pos,
@@ -353,14 +548,18 @@ impl Writer {
             summary_crc: crc32c::crc32c(&t.summary),
         };
         let footer_at = self.shared.segment_size - FOOTER_LEN as u64;
+        // The summary is durable before the footer that vouches for it.
         t.file
             .write_all_at(&t.summary, t.pos as u64)
+            .and_then(|_| t.file.sync_data())
             .and_then(|_| t.file.write_all_at(&footer.encode(), footer_at))
             .and_then(|_| t.file.sync_data())
             .map_err(io(format!("cannot seal segment {seq}")))?;
-        self.tail = open_segment(&self.shared, seq + 1, self.next_sync_id)?;
+        self.tail = next;
         b.at = self.tail.pos;
         self.shared.set_durable(self.end());
+        self.shared.sealed.store(seq, Ordering::SeqCst);
+        let _ = self.shared.archiver_wake.0.try_send(());
         log::debug!("sealed segment {seq}, opened {}", seq + 1);
         Ok(())
     }
@@ -379,7 +578,23 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
         next_sync_id,
     };
     let reuse = lock(&shared.free).pop();
-    let file = segment::create(&shared.seg_dir, &header, reuse.as_deref())?;
+    let file = match segment::create(&shared.seg_dir, &header, reuse.as_deref()) {
+        Ok(file) => file,
+        Err(e) => {
+            if let Some(path) = reuse {
+                lock(&shared.free).push(path);
+            }
+            return Err(match e {
+                Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                    Error::NoSpace(format!(
+                        "no room in {} for segment {seq}",
+                        shared.seg_dir.display()
+                    ))
+                }
+                e => e,
+            });
+        }
+    };
     let (_, crc) = header.encode();
     Ok(Tail {
         file,
@@ -401,6 +616,7 @@ fn refuse(req: Request, e: Error) {
         Request::Sync { reply } => drop(reply.send(poisoned(&msg))),
         Request::SyncPoint { reply, .. } => drop(reply.send(poisoned(&msg))),
         Request::Close { reply } => drop(reply.send(poisoned(&msg))),
+        Request::CopyForward { reply, .. } => drop(reply.send(poisoned(&msg))),
         Request::Crash => {}
     }
 }

@@ -1,0 +1,355 @@
+//! The archiver thread: keeps primary storage at the working set by
+//! retiring the oldest segment whenever primary holds more than W.
+//!
+//! Retiring segment S, in this order (a crash between any two steps leaves
+//! a volume that recovers with nothing missing):
+//! 1. read S (it is sealed and no longer written);
+//! 2. copy forward, through the writer, every record of S that the index
+//!    still points to (the writer checks again and skips a record
+//!    overwritten meanwhile), then make the copies durable; from here S
+//!    holds no live record and the window starts after it;
+//! 3. compress S, store it in the backing store, read it back and verify;
+//! 4. only then recycle S's primary file for a later segment.
+//!
+//! A failing store is retried with capped exponential backoff, logging one
+//! line when it starts failing and one when it recovers; meanwhile writes
+//! go on into the reserve and then wait (see the writer). Nothing is ever
+//! dropped.
+
+use crate::error::{Error, Result};
+use crate::format::{Lsn, Record, RecordView};
+use crate::log::writer::{Reply, Request};
+use crate::log::{Shared, lock, segment};
+use crossbeam_channel::{Receiver, Sender, bounded, select};
+use serde::Serialize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Most record bytes sent to the writer in one copy-forward request.
+const COPY_CHUNK: usize = 4 << 20;
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// How often the archiver looks at the working set without being woken.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The points between retire steps, for crash tests: the archiver stops
+/// for good once it has reached the one it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Copies appended but not yet durable.
+    Copied,
+    /// Copies durable; the segment is not yet stored.
+    CopiedDurable,
+    /// Stored and verified; the primary file is not yet recycled.
+    Stored,
+    /// Recycled.
+    Recycled,
+}
+
+/// What the archiver has done since the volume was opened, and how the
+/// store is doing.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub retired: AtomicU64,
+    pub raw_bytes: AtomicU64,
+    pub stored_bytes: AtomicU64,
+    /// Time spent compressing, storing and verifying, in microseconds.
+    pub archive_us: AtomicU64,
+    pub health: Mutex<Health>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Health {
+    /// Whether the last call to the store succeeded.
+    pub ok: bool,
+    /// The last failure, while failing.
+    pub error: Option<String>,
+    /// Unix time in seconds of the last change between ok and failing.
+    pub since: u64,
+}
+
+pub struct Archiver {
+    shared: Arc<Shared>,
+    writer: Sender<Request>,
+    space: Sender<()>,
+    stop: Receiver<()>,
+    working_set: u64,
+    stats: Arc<Stats>,
+    halt_at: Option<Step>,
+}
+
+/// The running archiver: stops when dropped.
+pub struct Handle {
+    stop: Option<Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    pub stats: Arc<Stats>,
+}
+
+impl Handle {
+    /// Whether the thread has ended (stopped, halted, or failed).
+    pub fn finished(&self) -> bool {
+        self.thread.as_ref().is_none_or(|t| t.is_finished())
+    }
+
+    pub fn stop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn now_s() -> u64 {
+    crate::time::now_ns() / 1_000_000_000
+}
+
+impl Archiver {
+    /// Starts the archiver. `writer` is the writer's archiver channel and
+    /// `space` wakes a writer waiting for room.
+    pub fn spawn(
+        shared: Arc<Shared>,
+        writer: Sender<Request>,
+        space: Sender<()>,
+        working_set: u64,
+        halt_at: Option<Step>,
+    ) -> Result<Handle> {
+        let (stop_tx, stop) = bounded(0);
+        let stats = Arc::new(Stats::default());
+        *lock(&stats.health) = Health {
+            ok: true,
+            error: None,
+            since: now_s(),
+        };
+        let archiver = Archiver {
+            shared,
+            writer,
+            space,
+            stop,
+            working_set,
+            stats: stats.clone(),
+            halt_at,
+        };
+        let thread = std::thread::Builder::new()
+            .name("lsvfs-archiver".into())
+            .spawn(move || archiver.run())
+            .map_err(crate::error::io("cannot start the archiver thread"))?;
+        Ok(Handle {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// The oldest segment in primary, if primary holds more than the
+    /// working set and it is sealed.
+    fn due(&self) -> Option<u64> {
+        let oldest = self.shared.primary_oldest.load(Ordering::SeqCst);
+        let sealed = self.shared.sealed.load(Ordering::SeqCst);
+        let in_primary = (sealed + 2).saturating_sub(oldest);
+        (in_primary > self.working_set && oldest <= sealed).then_some(oldest)
+    }
+
+    fn run(self) {
+        let wake = self.shared.archiver_wake.1.clone();
+        loop {
+            match self.due() {
+                Some(seq) => match self.retire(seq) {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        log::error!("archiver stopped: retiring segment {seq} failed: {e}");
+                        self.shared.poison(&e);
+                        return;
+                    }
+                },
+                None => select! {
+                    recv(self.stop) -> _ => return,
+                    recv(wake) -> _ => {},
+                    default(POLL) => {},
+                },
+            }
+        }
+    }
+
+    /// Whether the archiver must stop here (test failpoints).
+    fn halt(&self, step: Step) -> bool {
+        if self.halt_at == Some(step) {
+            log::info!("archiver halted after step {step:?} (test failpoint)");
+            return true;
+        }
+        false
+    }
+
+    /// Retires segment `seq`. Returns false when the archiver must stop.
+    fn retire(&self, seq: u64) -> Result<bool> {
+        let dir = &self.shared.seg_dir;
+        let file = segment::open_read(dir, seq)?;
+        let (header, _) = segment::read_header(&file, seq, self.shared.volume_id, dir)?;
+        let Some((footer, entries)) = segment::read_sealed(&file, &header)? else {
+            return Err(Error::Corrupt {
+                seq,
+                offset: 0,
+                what: "segment",
+                source: crate::format::DecodeError::Invalid(
+                    "retiring a segment that is not sealed",
+                ),
+            });
+        };
+        let mut raw = vec![0u8; footer.records_end as usize];
+        segment::read_exact_at(&file, seq, &mut raw, 0)?;
+        let archive = self.shared.segments.archive().clone();
+
+        // Already stored (a crash came before recycling): its copies were
+        // durable before it was stored. Unknown when the store could not be
+        // listed: copying again finds nothing current and costs a read.
+        if !archive.contains(seq) {
+            let Some(copies) = self.copy_forward(seq, &raw, &entries)? else {
+                return Ok(false);
+            };
+            log::debug!("segment {seq}: copied {copies} bytes forward");
+            if self.halt(Step::Copied) {
+                return Ok(false);
+            }
+            if self.call(|reply| Request::Sync { reply })?.is_none() {
+                return Ok(false);
+            }
+        }
+        self.shared
+            .window_start
+            .fetch_max(seq + 1, Ordering::SeqCst);
+        if self.halt(Step::CopiedDurable) {
+            return Ok(false);
+        }
+
+        let mut summary = Vec::new();
+        for e in &entries {
+            e.encode(&mut summary);
+        }
+        let mut backoff = BACKOFF_FIRST;
+        loop {
+            let started = Instant::now();
+            if !archive.listed() {
+                let _ = archive.relist();
+            }
+            match archive.put_segment(seq, &raw, &footer, &summary) {
+                Ok(stored) => {
+                    let s = &self.stats;
+                    s.archive_us
+                        .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    s.raw_bytes.fetch_add(stored.raw, Ordering::Relaxed);
+                    s.stored_bytes.fetch_add(stored.stored, Ordering::Relaxed);
+                    self.set_health(None);
+                    break;
+                }
+                Err(e) => {
+                    self.set_health(Some(format!("segment {seq}: {e}")));
+                    select! {
+                        recv(self.stop) -> _ => return Ok(false),
+                        default(backoff) => {},
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        if self.halt(Step::Stored) {
+            return Ok(false);
+        }
+
+        self.shared.segments.retire(seq);
+        drop(file);
+        let free = segment::recycle(dir, seq)?;
+        lock(&self.shared.free).push(free);
+        self.shared
+            .primary_oldest
+            .fetch_max(seq + 1, Ordering::SeqCst);
+        self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        let _ = self.space.try_send(());
+        log::debug!("retired segment {seq}");
+        Ok(!self.halt(Step::Recycled))
+    }
+
+    /// Sends every record of the segment that is still current to the
+    /// writer. Returns the bytes copied, or None if the volume is closing.
+    fn copy_forward(
+        &self,
+        seq: u64,
+        raw: &[u8],
+        entries: &[crate::format::SummaryEntry],
+    ) -> Result<Option<u64>> {
+        let mut chunk: Vec<(Lsn, Record)> = Vec::new();
+        let mut chunk_bytes = 0;
+        let mut copied = 0;
+        let last = entries.len();
+        for (i, e) in entries.iter().enumerate() {
+            let lsn = Lsn {
+                seq,
+                offset: e.offset,
+            };
+            let bytes = &raw[e.offset as usize..(e.offset + e.len) as usize];
+            let corrupt = crate::log::reader::corrupt(lsn);
+            let view = RecordView::parse(bytes).map_err(&corrupt)?;
+            let record =
+                Record::decode_parts(view.header.kind, view.key, view.value).map_err(&corrupt)?;
+            let current = self
+                .shared
+                .index
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .is_current(lsn, &record);
+            if current {
+                chunk_bytes += bytes.len();
+                chunk.push((lsn, record));
+            }
+            if !chunk.is_empty() && (chunk_bytes >= COPY_CHUNK || i + 1 == last) {
+                let records = std::mem::take(&mut chunk);
+                chunk_bytes = 0;
+                match self.call(|reply| Request::CopyForward { records, reply })? {
+                    Some(n) => copied += n,
+                    None => return Ok(None),
+                }
+            }
+        }
+        Ok(Some(copied))
+    }
+
+    /// Asks the writer; None if it is gone (the volume is closing).
+    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<Option<T>> {
+        let (reply, rx) = bounded(1);
+        if self.writer.send(make(reply)).is_err() {
+            return Ok(None);
+        }
+        match rx.recv() {
+            Ok(r) => r.map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Records the store's state, logging only changes.
+    fn set_health(&self, error: Option<String>) {
+        let mut h = lock(&self.stats.health);
+        match (&error, h.ok) {
+            (Some(e), true) => log::warn!(
+                "backing store {} is failing ({e}); retrying with backoff, segments wait in primary storage",
+                self.shared.segments.archive().store().describe()
+            ),
+            (None, false) => log::info!(
+                "backing store {} works again; archiving resumes",
+                self.shared.segments.archive().store().describe()
+            ),
+            _ => {}
+        }
+        if h.ok != error.is_none() {
+            h.since = now_s();
+        }
+        h.ok = error.is_none();
+        h.error = error;
+    }
+}

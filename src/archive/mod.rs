@@ -1,0 +1,268 @@
+//! Archived segments in the backing store: writing a retired segment as one
+//! object (compress into independent frames, put, read back, verify) and
+//! reading records of retired segments through a bounded cache of
+//! decompressed frames. The object format is in `format::archive`; the
+//! thread that decides what to retire is in [`archiver`].
+
+pub mod archiver;
+mod cache;
+
+use crate::format::archive::{self as object, TAIL_LEN, Trailer};
+use crate::format::{DecodeError, Footer, SegmentHeader, SummaryEntry, VolumeId};
+use crate::log::lock;
+use crate::log::recovery::{SegmentRecords, check_summary};
+use crate::store::{BackingStore, StoreError};
+use cache::FrameCache;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use thiserror::Error;
+
+/// Trailers kept in memory (each holds a segment's summary).
+const TRAILERS_MAX: usize = 256;
+
+#[derive(Debug, Error)]
+pub enum ArchiveError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("archived segment {seq} ({object} in {store}) is damaged: {source}")]
+    Damaged {
+        seq: u64,
+        object: String,
+        store: String,
+        source: DecodeError,
+    },
+    #[error("archived object {object} in {store} does not hold segment {seq} of this volume")]
+    Foreign {
+        seq: u64,
+        object: String,
+        store: String,
+    },
+    #[error(
+        "segment {seq} is neither in primary storage nor in the backing store {store} (object {})",
+        crate::format::archive::object_name(*seq)
+    )]
+    Lost { seq: u64, store: String },
+    #[error("cannot compress segment {seq}: {source}")]
+    Compress { seq: u64, source: std::io::Error },
+    #[error(
+        "segment {seq} read back from {store} differs from what was written; the object is not trusted"
+    )]
+    Mismatch { seq: u64, store: String },
+}
+
+pub type Result<T> = std::result::Result<T, ArchiveError>;
+
+/// What archiving one segment took.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stored {
+    pub raw: u64,
+    pub stored: u64,
+}
+
+pub struct Archive {
+    store: Arc<dyn BackingStore>,
+    volume_id: VolumeId,
+    level: i32,
+    cache: FrameCache,
+    trailers: Mutex<HashMap<u64, Arc<Trailer>>>,
+    /// Archived segments and their object sizes, once listed.
+    objects: Mutex<Option<BTreeMap<u64, u64>>>,
+}
+
+impl Archive {
+    /// Opens the archive of a volume in `store` and lists what it holds.
+    /// A store that cannot be listed now is not an error: the volume's live
+    /// data is all in primary storage; see [`Archive::listed`].
+    pub fn open(
+        store: Arc<dyn BackingStore>,
+        volume_id: VolumeId,
+        level: i32,
+        cache_size: u64,
+    ) -> Archive {
+        let archive = Archive {
+            store,
+            volume_id,
+            level,
+            cache: FrameCache::new(cache_size),
+            trailers: Mutex::new(HashMap::new()),
+            objects: Mutex::new(None),
+        };
+        if let Err(e) = archive.relist() {
+            log::warn!("cannot list the backing store yet: {e}");
+        }
+        archive
+    }
+
+    /// Lists the store again.
+    pub fn relist(&self) -> Result<()> {
+        let objects = self
+            .store
+            .list()?
+            .into_iter()
+            .filter_map(|(name, size)| object::seq_of(&name).map(|seq| (seq, size)))
+            .collect();
+        *lock(&self.objects) = Some(objects);
+        Ok(())
+    }
+
+    /// Whether the store could be listed (else `contains` knows nothing).
+    pub fn listed(&self) -> bool {
+        lock(&self.objects).is_some()
+    }
+
+    pub fn store(&self) -> &dyn BackingStore {
+        &*self.store
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        lock(&self.objects)
+            .as_ref()
+            .is_some_and(|o| o.contains_key(&seq))
+    }
+
+    /// Archived segments with their object sizes, ascending (empty until
+    /// the store could be listed).
+    pub fn objects(&self) -> Vec<(u64, u64)> {
+        lock(&self.objects)
+            .iter()
+            .flatten()
+            .map(|(&s, &n)| (s, n))
+            .collect()
+    }
+
+    fn damaged(&self, seq: u64) -> impl FnOnce(DecodeError) -> ArchiveError + '_ {
+        move |source| ArchiveError::Damaged {
+            seq,
+            object: object::object_name(seq),
+            store: self.store.describe(),
+            source,
+        }
+    }
+
+    /// Stores sealed segment `seq` (its bytes `[0, records_end)`, footer
+    /// and summary), then reads the object back and checks that it
+    /// decodes to exactly these bytes. Only then is it counted as archived.
+    pub fn put_segment(
+        &self,
+        seq: u64,
+        raw: &[u8],
+        footer: &Footer,
+        summary: &[u8],
+    ) -> Result<Stored> {
+        let bytes = object::encode(raw, footer, summary, self.level)
+            .map_err(|source| ArchiveError::Compress { seq, source })?;
+        let name = object::object_name(seq);
+        self.store.put(&name, &bytes)?;
+        let back = self.store.get(&name)?;
+        let (trailer, decoded) = object::decode_all(&back).map_err(self.damaged(seq))?;
+        if decoded != raw || trailer.header.seq != seq || trailer.header.volume_id != self.volume_id
+        {
+            return Err(ArchiveError::Mismatch {
+                seq,
+                store: self.store.describe(),
+            });
+        }
+        if let Some(o) = lock(&self.objects).as_mut() {
+            o.insert(seq, bytes.len() as u64);
+        }
+        Ok(Stored {
+            raw: raw.len() as u64,
+            stored: bytes.len() as u64,
+        })
+    }
+
+    /// The trailer of archived segment `seq`: header, footer, summary and
+    /// frame table, fetched with two ranged reads and kept.
+    pub fn trailer(&self, seq: u64) -> Result<Arc<Trailer>> {
+        if let Some(t) = lock(&self.trailers).get(&seq) {
+            return Ok(t.clone());
+        }
+        let name = object::object_name(seq);
+        let size = self.store.size(&name).map_err(|e| match e.is_not_found() {
+            true => ArchiveError::Lost {
+                seq,
+                store: self.store.describe(),
+            },
+            false => e.into(),
+        })?;
+        if size < TAIL_LEN as u64 {
+            return Err(self.damaged(seq)(DecodeError::Invalid("object too short")));
+        }
+        let tail = self
+            .store
+            .get_range(&name, size - TAIL_LEN as u64, TAIL_LEN as u64)?;
+        let (at, len) = object::trailer_range(size, &tail).map_err(self.damaged(seq))?;
+        let bytes = self.store.get_range(&name, at, len)?;
+        let trailer = Trailer::decode(&bytes).map_err(self.damaged(seq))?;
+        if trailer.header.seq != seq || trailer.header.volume_id != self.volume_id {
+            return Err(ArchiveError::Foreign {
+                seq,
+                object: name,
+                store: self.store.describe(),
+            });
+        }
+        let trailer = Arc::new(trailer);
+        let mut trailers = lock(&self.trailers);
+        if trailers.len() >= TRAILERS_MAX {
+            trailers.clear();
+        }
+        trailers.insert(seq, trailer.clone());
+        Ok(trailer)
+    }
+
+    /// The records of archived segment `seq` as the backward scan needs them.
+    pub fn segment_records(&self, seq: u64) -> crate::error::Result<SegmentRecords> {
+        let t = self.trailer(seq)?;
+        let entries = SummaryEntry::decode_all(&t.summary).map_err(self.damaged(seq))?;
+        check_summary(&t.header, &t.footer, &entries)?;
+        Ok(SegmentRecords {
+            header: t.header,
+            header_crc: t.header_crc,
+            entries,
+            scan: None,
+        })
+    }
+
+    /// The segment header of archived segment `seq`.
+    pub fn header(&self, seq: u64) -> Result<SegmentHeader> {
+        Ok(self.trailer(seq)?.header)
+    }
+
+    fn frame(&self, seq: u64, t: &Trailer, i: usize) -> Result<Arc<Vec<u8>>> {
+        if let Some(f) = self.cache.get((seq, i)) {
+            return Ok(f);
+        }
+        let (at, len) = t.frame_span(i);
+        let compressed = self.store.get_range(&object::object_name(seq), at, len)?;
+        let frame = Arc::new(
+            t.decompress_frame(i, &compressed)
+                .map_err(self.damaged(seq))?,
+        );
+        self.cache.insert((seq, i), frame.clone());
+        Ok(frame)
+    }
+
+    /// Up to `len` bytes of archived segment `seq` from `offset`, fewer if
+    /// its records end first.
+    pub fn read(&self, seq: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let t = self.trailer(seq)?;
+        let end = (offset + len as u64).min(t.raw_len);
+        let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+        let mut pos = offset;
+        while pos < end {
+            let i = t.frame_of(pos);
+            let (start, _) = t.raw_span(i);
+            let frame = self.frame(seq, &t, i)?;
+            let from = (pos - start) as usize;
+            let to = ((end - start) as usize).min(frame.len());
+            out.extend_from_slice(&frame[from..to]);
+            pos = start + to as u64;
+        }
+        Ok(out)
+    }
+
+    /// Bytes of decompressed frames held in the cache.
+    pub fn cached_bytes(&self) -> u64 {
+        self.cache.bytes()
+    }
+}

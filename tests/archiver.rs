@@ -1,0 +1,446 @@
+//! The archiver, in-process: primary storage stays within the working set
+//! and its reserve under a long random workload; every sync point taken
+//! rebuilds exactly, from primary and from the archive; a store that is
+//! down makes writes wait and loses nothing; a crash between any two
+//! retire steps recovers; a damaged or missing archived object is named,
+//! and views that do not need it are unaffected.
+
+mod common;
+
+use common::{Content, Dump, Node, dump};
+use lsvfs::archive::archiver::Step;
+use lsvfs::format::{FileKind, SegmentHeader, VolumeId};
+use lsvfs::fs::{Fs, FsError, ROOT_OWNER};
+use lsvfs::policy::Policy;
+use lsvfs::store::{BackingStore, Faulty, Memory};
+use lsvfs::volume::{OpenOptions, ROOT_INO, Volume};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const W: u32 = 8;
+const RESERVE: u32 = 2;
+
+/// 64 KiB segments, 8 of them in the working set: a few hundred writes
+/// retire a segment.
+fn tiny_policy() -> Policy {
+    let mut p = Policy::new(VolumeId::generate().unwrap());
+    p.block_size = 512;
+    p.segment_size = 64 << 10;
+    p.working_set = W;
+    p.reserve = RESERVE;
+    p
+}
+
+/// A random workload on 16 files in the root and what each sync point
+/// must show.
+struct Work {
+    files: BTreeMap<String, Vec<u8>>,
+    points: BTreeMap<u64, Dump>,
+    rng: u64,
+}
+
+impl Work {
+    fn new(seed: u64) -> Self {
+        Work {
+            files: BTreeMap::new(),
+            points: BTreeMap::new(),
+            rng: seed | 1,
+        }
+    }
+
+    fn next(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn expected(&self) -> Dump {
+        self.files
+            .iter()
+            .map(|(name, bytes)| {
+                let path = format!("/{name}");
+                let node = Node::File {
+                    content: Content(bytes.clone()),
+                    nlink: 1,
+                    first_path: path.clone(),
+                };
+                (path, node)
+            })
+            .collect()
+    }
+
+    /// One random operation: write (most), truncate, unlink, sync point.
+    fn step(&mut self, fs: &Fs) -> Result<(), FsError> {
+        let name = format!("f{}", self.next() % 16);
+        let op = self.next() % 20;
+        let ino = match fs.lookup(ROOT_INO, name.as_bytes()) {
+            Ok((ino, _)) => Some(ino),
+            Err(FsError::NotFound) => None,
+            Err(e) => return Err(e),
+        };
+        match (op, ino) {
+            (19, _) => {
+                let p = fs.volume().sync_point("", "test")?;
+                self.points.insert(p.info.id, self.expected());
+            }
+            (17 | 18, Some(_)) => {
+                fs.unlink(ROOT_INO, name.as_bytes())?;
+                self.files.remove(&name);
+            }
+            (15 | 16, Some(ino)) => {
+                let size = self.next() % (12 << 10);
+                fs.truncate(ino, size)?;
+                self.files.get_mut(&name).unwrap().resize(size as usize, 0);
+            }
+            _ => {
+                let ino = match ino {
+                    Some(ino) => ino,
+                    None => {
+                        let (ino, _) = fs.mknod(
+                            ROOT_INO,
+                            name.as_bytes(),
+                            FileKind::Regular,
+                            0o644,
+                            ROOT_OWNER,
+                            0,
+                        )?;
+                        self.files.insert(name.clone(), Vec::new());
+                        ino
+                    }
+                };
+                let offset = self.next() % (12 << 10);
+                let len = 1 + self.next() % 4096;
+                // Half compressible text, half noise.
+                let seed = self.next();
+                let data: Vec<u8> = (0..len)
+                    .map(|i| match seed % 2 {
+                        0 => b"log-structured "[(i % 15) as usize],
+                        _ => (seed.wrapping_mul(i + 1) >> 24) as u8,
+                    })
+                    .collect();
+                fs.write(ino, offset, &data)?;
+                let f = self.files.get_mut(&name).unwrap();
+                let end = (offset + len) as usize;
+                if f.len() < end {
+                    f.resize(end, 0);
+                }
+                f[offset as usize..end].copy_from_slice(&data);
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes a sync point and records it.
+    fn point(&mut self, fs: &Fs) {
+        let p = fs.volume().sync_point("", "test").unwrap();
+        self.points.insert(p.info.id, self.expected());
+    }
+
+    /// Every sync point rebuilds as it was, and the live tree is as now.
+    fn check(&self, vol: &Volume) {
+        assert_eq!(dump(&vol.tree()), self.expected(), "live tree");
+        let listed: Vec<u64> = vol.sync_points().iter().map(|p| p.info.id).collect();
+        assert_eq!(listed, self.points.keys().copied().collect::<Vec<_>>());
+        for (id, want) in &self.points {
+            let view = vol.view(*id).unwrap();
+            assert_eq!(&dump(&view.tree()), want, "sync point {id}");
+        }
+    }
+}
+
+fn primary_segments(vol: &Path) -> u64 {
+    std::fs::read_dir(vol.join("segments"))
+        .unwrap()
+        .filter(|e| {
+            let name = e.as_ref().unwrap().file_name();
+            let name = name.to_string_lossy();
+            name.ends_with(".seg") && !name.starts_with("free-")
+        })
+        .count() as u64
+}
+
+fn open(dir: &Path, store: &Arc<dyn BackingStore>, halt_at: Option<Step>) -> Fs {
+    let options = OpenOptions {
+        store: Some(store.clone()),
+        halt_at,
+        ..Default::default()
+    };
+    Fs::new(Volume::open_with(dir, options).unwrap()).unwrap()
+}
+
+fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < limit, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the archiver has retired everything beyond the working set.
+fn drained(fs: &Fs) {
+    wait_until("the archiver to catch up", Duration::from_secs(60), || {
+        fs.volume().status().waiting_for_archive == 0
+    });
+}
+
+#[test]
+fn long_run_stays_within_the_working_set_and_every_sync_point_rebuilds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    Volume::create(&dir, &tiny_policy()).unwrap();
+    let fs = Fs::new(Volume::open(&dir).unwrap()).unwrap();
+    let mut work = Work::new(7);
+    let mut most = 0;
+    for _ in 0..4000 {
+        work.step(&fs).unwrap();
+        let n = primary_segments(&dir);
+        most = most.max(n);
+        assert!(n <= (W + RESERVE) as u64, "{n} segments in primary");
+    }
+    work.point(&fs);
+    drained(&fs);
+    let status = fs.volume().status();
+    assert!(
+        status.archived_segments > 3 * W as u64,
+        "the run should retire many segments: {status:?}"
+    );
+    assert!(status.store.ok);
+    work.check(fs.volume());
+    fs.into_volume().close().unwrap();
+    // Reopened: recovery reads primary storage only, views the archive.
+    let vol = Volume::open(&dir).unwrap();
+    work.check(&vol);
+    eprintln!(
+        "{} sync points, at most {most} segments in primary, {} archived",
+        work.points.len(),
+        status.archived_segments
+    );
+}
+
+#[test]
+fn with_the_store_down_writes_wait_then_everything_is_archived() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    Volume::create(&dir, &tiny_policy()).unwrap();
+    let faulty = Arc::new(Faulty::new(Memory::new()));
+    let store: Arc<dyn BackingStore> = faulty.clone();
+    faulty.set_down(true);
+    let fs = Arc::new(open(&dir, &store, None));
+    let worker = {
+        let fs = fs.clone();
+        std::thread::spawn(move || {
+            let mut work = Work::new(11);
+            for _ in 0..2500 {
+                work.step(&fs)
+                    .expect("no write fails while the store is down");
+            }
+            work.point(&fs);
+            work
+        })
+    };
+    wait_until("writes to block", Duration::from_secs(60), || {
+        fs.volume().status().writes_blocked
+    });
+    let status = fs.volume().status();
+    assert!(
+        !status.store.ok && status.store.error.is_some(),
+        "{status:?}"
+    );
+    assert_eq!(status.archived_segments, 0);
+    assert_eq!(primary_segments(&dir), (W + RESERVE - 1) as u64);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!worker.is_finished(), "writes must wait, not fail");
+    assert!(fs.volume().status().writes_blocked);
+
+    faulty.set_down(false);
+    let work = worker.join().unwrap();
+    drained(&fs);
+    let status = fs.volume().status();
+    assert!(status.store.ok, "{status:?}");
+    assert!(status.archived_segments > W as u64);
+    work.check(fs.volume());
+    Arc::into_inner(fs).unwrap().into_volume().close().unwrap();
+    let fs = open(&dir, &store, None);
+    work.check(fs.volume());
+}
+
+/// Runs until the archiver halts at `step`, crashes, reopens: nothing is
+/// missing, and archiving goes on.
+fn crash_at(step: Step) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    Volume::create(&dir, &tiny_policy()).unwrap();
+    let store: Arc<dyn BackingStore> = Arc::new(Memory::new());
+    let fs = open(&dir, &store, Some(step));
+    let mut work = Work::new(step as u64 + 3);
+    let mut ops = 0;
+    while !fs.volume().archiver_finished() {
+        for _ in 0..20 {
+            work.step(&fs).unwrap();
+        }
+        work.point(&fs);
+        ops += 1;
+        assert!(ops < 500, "the archiver never reached {step:?}");
+    }
+    let archived = store.list().unwrap().len();
+    fs.into_volume().crash();
+
+    let fs = open(&dir, &store, None);
+    work.check(fs.volume());
+    for _ in 0..600 {
+        work.step(&fs).unwrap();
+    }
+    work.point(&fs);
+    drained(&fs);
+    assert!(store.list().unwrap().len() > archived);
+    work.check(fs.volume());
+    fs.into_volume().crash();
+    let fs = open(&dir, &store, None);
+    work.check(fs.volume());
+}
+
+#[test]
+fn crash_after_copying_forward() {
+    crash_at(Step::Copied);
+}
+
+#[test]
+fn crash_after_the_copies_are_durable() {
+    crash_at(Step::CopiedDurable);
+}
+
+#[test]
+fn crash_after_storing_before_recycling() {
+    crash_at(Step::Stored);
+}
+
+#[test]
+fn crash_after_recycling() {
+    crash_at(Step::Recycled);
+}
+
+/// The segment header of `seq`, from primary or the archive.
+fn header(vol: &Volume, dir: &Path, seq: u64) -> SegmentHeader {
+    let path = dir.join("segments").join(format!("{seq:016}.seg"));
+    match std::fs::read(&path) {
+        Ok(bytes) => SegmentHeader::decode(&bytes[..4096]).unwrap().0,
+        Err(_) => vol.archive().header(seq).unwrap(),
+    }
+}
+
+fn object(dir: &Path, seq: u64) -> PathBuf {
+    dir.join("archive").join(format!("{seq:016}.lsa"))
+}
+
+#[test]
+fn a_missing_or_damaged_object_is_named_and_other_views_are_unaffected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    Volume::create(&dir, &tiny_policy()).unwrap();
+    let fs = Fs::new(Volume::open(&dir).unwrap()).unwrap();
+    let mut work = Work::new(5);
+    for _ in 0..3000 {
+        work.step(&fs).unwrap();
+    }
+    work.point(&fs);
+    drained(&fs);
+    fs.into_volume().close().unwrap();
+
+    let vol = Volume::open_with(
+        &dir,
+        OpenOptions {
+            no_archiver: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let archived: Vec<u64> = vol.archive().objects().iter().map(|(s, _)| *s).collect();
+    let (missing, damaged) = (archived[2], archived[archived.len() / 2]);
+    let windows: BTreeMap<u64, (u64, u64)> = vol
+        .sync_points()
+        .iter()
+        .map(|p| {
+            let start = header(&vol, &dir, p.lsn.seq).window_start;
+            (p.info.id, (start, p.lsn.seq))
+        })
+        .collect();
+    vol.close().unwrap();
+    std::fs::remove_file(object(&dir, missing)).unwrap();
+    let path = object(&dir, damaged);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+
+    let vol = Volume::open(&dir).unwrap();
+    assert_eq!(
+        dump(&vol.tree()),
+        work.expected(),
+        "the live volume needs no archive"
+    );
+    let (mut failed, mut fine) = (0, 0);
+    for (id, want) in &work.points {
+        let (start, end) = windows[id];
+        let needs = |seq: u64| (start..=end).contains(&seq);
+        let result = vol
+            .view(*id)
+            .map(|v| std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| dump(&v.tree()))));
+        match result {
+            Ok(Ok(got)) => {
+                assert!(!needs(missing), "sync point {id} needs the missing object");
+                assert_eq!(&got, want, "sync point {id}");
+                fine += 1;
+            }
+            Ok(Err(panic)) => {
+                let msg = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+                assert!(needs(damaged), "sync point {id}: {msg}");
+                assert!(msg.contains(&format!("{damaged:016}.lsa")), "{msg}");
+                failed += 1;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(needs(missing) || needs(damaged), "sync point {id}: {msg}");
+                let named = [missing, damaged]
+                    .iter()
+                    .any(|s| msg.contains(&format!("{s:016}.lsa")));
+                assert!(named, "the error names the object: {msg}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(failed > 0 && fine > 0, "{failed} failed, {fine} fine");
+}
+
+#[test]
+fn capacity_is_enforced_with_enospc_and_deleting_frees_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let policy = tiny_policy();
+    Volume::create(&dir, &policy).unwrap();
+    let fs = Fs::new(Volume::open(&dir).unwrap()).unwrap();
+    let (ino, _) = fs
+        .mknod(ROOT_INO, b"big", FileKind::Regular, 0o644, ROOT_OWNER, 0)
+        .unwrap();
+    let chunk = vec![0x5a; 8 << 10];
+    let mut written = 0u64;
+    let err = loop {
+        match fs.write(ino, written, &chunk) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 10 << 20, "never ran out of space");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC, "{err:?}");
+    let cap = policy.capacity_blocks() * policy.block_size;
+    assert!(written <= cap && written + chunk.len() as u64 > cap - 4096);
+    // Nothing is corrupted: what was written reads back; overwrites pass.
+    let back = fs.read(ino, 0, written as usize).unwrap();
+    assert!(back.iter().all(|&b| b == 0x5a) && back.len() as u64 == written);
+    fs.write(ino, 0, &[1; 4096]).unwrap();
+    fs.truncate(ino, written / 2).unwrap();
+    fs.write(ino, written / 2, &chunk).unwrap();
+    drained(&fs);
+    assert!(primary_segments(&dir) <= (W + RESERVE) as u64);
+}
