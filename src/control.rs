@@ -12,6 +12,8 @@ use std::time::Duration;
 pub const CONTROL_DIR: &str = ".lsvfs";
 pub const SYNC_POINT_FILE: &str = "sync-point";
 pub const STATS_FILE: &str = "stats";
+/// `lsvfs status` as JSON (the shape of [`crate::status::Status`]).
+pub const STATUS_FILE: &str = "status";
 
 /// Why a label written to the sync-point file is refused (EINVAL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -111,7 +113,7 @@ pub struct Gauges {
     pub block_size: u64,
     pub inodes: u64,
     pub sync_points: u64,
-    /// Segments retired but not yet in the backing store.
+    /// Sealed segments beyond the working set, waiting for the archiver.
     pub archive_lag_segments: u64,
 }
 
@@ -218,7 +220,7 @@ impl Metrics {
         metric(
             "archive_lag_segments",
             "gauge",
-            "Retired segments not yet stored in the backing store.",
+            "Sealed segments beyond the working set, waiting for the archiver.",
             &one(g.archive_lag_segments as f64),
         );
         out

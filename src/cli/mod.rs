@@ -100,6 +100,27 @@ enum Command {
         #[arg(long, default_value = "")]
         label: String,
     },
+    /// Show the working set, the archive and the backing store's health.
+    ///
+    /// For a mounted volume (given by its directory or mount point) the
+    /// daemon's figures are shown; a volume that is not mounted is opened
+    /// without its archiver, read and closed. Figures marked "since open"
+    /// count from the mount.
+    ///
+    /// Example: lsvfs status /var/lib/lsvfs/pg --json
+    Status {
+        volume: PathBuf,
+        /// One JSON object: {"segment_size", "working_set", "reserve",
+        /// "segments_in_primary", "working_set_fill", "reserve_in_use",
+        /// "waiting_for_archive", "writes_blocked", "live_bytes",
+        /// "capacity_bytes", "archived_segments", "archived_bytes",
+        /// "session_archived_raw_bytes", "session_archived_stored_bytes",
+        /// "compression_ratio", "archive_mib_per_s", "user_bytes",
+        /// "copied_forward_bytes", "write_amplification", "store": {"location", "ok", "error",
+        /// "since"}}; ratios are null until there is something to divide.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the sync points of a volume (given by its directory or by a
     /// mount point).
     ///
@@ -232,7 +253,42 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Unmount { mountpoint, lazy } => mount::unmount(&mountpoint, lazy),
         Command::SyncPoint { mountpoint, label } => sync_point::take(&mountpoint, &label),
         Command::SyncPoints { volume, json } => sync_point::list(&volume, json),
+        Command::Status { volume, json } => status(&volume, json),
     }
+}
+
+fn status(path: &Path, json: bool) -> Result<()> {
+    use crate::control::{CONTROL_DIR, STATUS_FILE};
+    let volume = sync_point::volume_of(path)?;
+    let mounted = crate::fuse::mounts()
+        .into_iter()
+        .find(|m| m.volume == volume);
+    let status: crate::status::Status = match mounted {
+        Some(m) => {
+            let file = m.mountpoint.join(CONTROL_DIR).join(STATUS_FILE);
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a status", file.display()))?
+        }
+        None => {
+            let options = crate::volume::OpenOptions {
+                no_archiver: true,
+                ..Default::default()
+            };
+            let vol = Volume::open_with(&volume, options)
+                .with_context(|| format!("cannot open {}", volume.display()))?;
+            let s = vol.status();
+            vol.close()?;
+            s
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+    } else {
+        print!("{}", status.render());
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {

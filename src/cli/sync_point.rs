@@ -23,7 +23,8 @@ pub fn take(mountpoint: &Path, label: &str) -> Result<()> {
         .write(true)
         .open(&path)
         .with_context(|| format!("cannot open {}", path.display()))?;
-    file.write_all(label.as_bytes())
+    // One write with the newline: an empty label must still reach the file.
+    file.write_all(format!("{label}\n").as_bytes())
         .with_context(|| format!("sync point on {} failed", mountpoint.display()))?;
     let mut answer = String::new();
     file.read_to_string(&mut answer)
@@ -47,7 +48,7 @@ struct Listed {
 }
 
 /// A volume directory, or the volume behind an lsvfs mount point.
-fn volume_of(path: &Path) -> Result<PathBuf> {
+pub fn volume_of(path: &Path) -> Result<PathBuf> {
     let abs = std::path::absolute(path)?;
     Ok(crate::fuse::mounts()
         .into_iter()

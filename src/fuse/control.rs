@@ -4,7 +4,9 @@
 //! FUSE threads stay free to take the writeback the sync point waits for).
 
 use super::adapter::file_attr;
-use crate::control::{self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, SYNC_POINT_FILE};
+use crate::control::{
+    self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
+};
 use crate::format::{FileKind, InodeAttrs};
 use crate::fs::{Entry, Fs};
 use crate::volume::ROOT_INO;
@@ -18,12 +20,14 @@ use std::time::Instant;
 const DIR_INO: u64 = u64::MAX - 15;
 const SYNC_POINT_INO: u64 = DIR_INO + 1;
 const STATS_INO: u64 = DIR_INO + 2;
+const STATUS_INO: u64 = DIR_INO + 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlNode {
     Dir,
     SyncPoint,
     Stats,
+    Status,
 }
 
 /// Per-handle state of an open control file.
@@ -33,8 +37,8 @@ pub enum ControlHandle {
     /// much of it has been read: the write moved the file offset past the
     /// label, so reads go by this cursor, not by the offset.
     SyncPoint(Arc<Mutex<Answer>>),
-    /// The metrics as rendered when the file was opened.
-    Stats(Arc<Vec<u8>>),
+    /// The metrics or the status as rendered when the file was opened.
+    Snapshot(Arc<Vec<u8>>),
 }
 
 #[derive(Default)]
@@ -58,7 +62,7 @@ impl ControlHandle {
                 a.read += out.len();
                 out
             }
-            ControlHandle::Stats(text) => slice(text, offset as usize, size),
+            ControlHandle::Snapshot(text) => slice(text, offset as usize, size),
         }
     }
 }
@@ -89,6 +93,7 @@ impl Control {
             DIR_INO => Some(ControlNode::Dir),
             SYNC_POINT_INO => Some(ControlNode::SyncPoint),
             STATS_INO => Some(ControlNode::Stats),
+            STATUS_INO => Some(ControlNode::Status),
             _ => None,
         }
     }
@@ -98,6 +103,7 @@ impl Control {
             ROOT_INO if self.is_control_name(name) => Some(ControlNode::Dir),
             DIR_INO if name == SYNC_POINT_FILE.as_bytes() => Some(ControlNode::SyncPoint),
             DIR_INO if name == STATS_FILE.as_bytes() => Some(ControlNode::Stats),
+            DIR_INO if name == STATUS_FILE.as_bytes() => Some(ControlNode::Status),
             _ => None,
         }
     }
@@ -107,6 +113,7 @@ impl Control {
             ControlNode::Dir => DIR_INO,
             ControlNode::SyncPoint => SYNC_POINT_INO,
             ControlNode::Stats => STATS_INO,
+            ControlNode::Status => STATUS_INO,
         }
     }
 
@@ -114,7 +121,7 @@ impl Control {
         let (kind, mode) = match node {
             ControlNode::Dir => (FileKind::Directory, 0o700),
             ControlNode::SyncPoint => (FileKind::Regular, 0o600),
-            ControlNode::Stats => (FileKind::Regular, 0o400),
+            ControlNode::Stats | ControlNode::Status => (FileKind::Regular, 0o400),
         };
         let mut a = InodeAttrs::new(kind, mode, self.owner, 0);
         a.parent = ROOT_INO;
@@ -133,6 +140,7 @@ impl Control {
                 entry("..", ROOT_INO, FileKind::Directory),
                 entry(SYNC_POINT_FILE, SYNC_POINT_INO, FileKind::Regular),
                 entry(STATS_FILE, STATS_INO, FileKind::Regular),
+                entry(STATUS_FILE, STATUS_INO, FileKind::Regular),
             ],
             _ => Vec::new(),
         }
@@ -152,9 +160,14 @@ impl Control {
         match node {
             ControlNode::Dir => Err(Errno::EISDIR),
             ControlNode::SyncPoint => Ok(ControlHandle::SyncPoint(Arc::default())),
-            ControlNode::Stats => Ok(ControlHandle::Stats(Arc::new(
+            ControlNode::Stats => Ok(ControlHandle::Snapshot(Arc::new(
                 self.metrics.render(&self.gauges()).into_bytes(),
             ))),
+            ControlNode::Status => {
+                let status = self.fs.volume().status();
+                let json = serde_json::to_vec_pretty(&status).map_err(|_| Errno::EIO)?;
+                Ok(ControlHandle::Snapshot(Arc::new(json)))
+            }
         }
     }
 
@@ -162,15 +175,16 @@ impl Control {
         let vol = self.fs.volume();
         let p = vol.policy();
         let stats = vol.index_stats();
+        let status = vol.status();
         Gauges {
-            segments_primary: vol.segments_in_primary(),
+            segments_primary: status.segments_in_primary,
             working_set: p.working_set as u64,
             segment_size: p.segment_size,
             live_blocks: stats.blocks,
             block_size: p.block_size,
             inodes: stats.inodes,
             sync_points: vol.sync_points().len() as u64,
-            archive_lag_segments: 0,
+            archive_lag_segments: status.waiting_for_archive,
         }
     }
 
