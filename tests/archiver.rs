@@ -444,3 +444,23 @@ fn capacity_is_enforced_with_enospc_and_deleting_frees_it() {
     drained(&fs);
     assert!(primary_segments(&dir) <= (W + RESERVE) as u64);
 }
+
+#[test]
+fn without_the_archiver_writes_never_wait_and_primary_grows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    Volume::create(&dir, &tiny_policy()).unwrap();
+    let options = OpenOptions {
+        no_archiver: true,
+        ..Default::default()
+    };
+    let fs = Fs::new(Volume::open_with(&dir, options).unwrap()).unwrap();
+    let mut work = Work::new(13);
+    for _ in 0..3000 {
+        work.step(&fs).unwrap();
+    }
+    work.point(&fs);
+    assert!(primary_segments(&dir) > (W + RESERVE) as u64);
+    assert_eq!(fs.volume().status().archived_segments, 0);
+    work.check(fs.volume());
+}

@@ -17,6 +17,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use thiserror::Error;
 
+/// Most threads that compress one segment.
+const COMPRESS_THREADS: usize = 4;
 /// Trailers kept in memory (each holds a segment's summary).
 const TRAILERS_MAX: usize = 256;
 
@@ -63,6 +65,8 @@ pub struct Archive {
     store: Arc<dyn BackingStore>,
     volume_id: VolumeId,
     level: i32,
+    /// Threads compressing a segment's frames (they are independent).
+    threads: usize,
     cache: FrameCache,
     trailers: Mutex<HashMap<u64, Arc<Trailer>>>,
     /// Archived segments and their object sizes, once listed.
@@ -83,6 +87,8 @@ impl Archive {
             store,
             volume_id,
             level,
+            threads: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().min(COMPRESS_THREADS)),
             cache: FrameCache::new(cache_size),
             trailers: Mutex::new(HashMap::new()),
             objects: Mutex::new(None),
@@ -149,14 +155,16 @@ impl Archive {
         footer: &Footer,
         summary: &[u8],
     ) -> Result<Stored> {
-        let bytes = object::encode(raw, footer, summary, self.level)
+        let bytes = object::encode(raw, footer, summary, self.level, self.threads)
             .map_err(|source| ArchiveError::Compress { seq, source })?;
         let name = object::object_name(seq);
         self.store.put(&name, &bytes)?;
         let back = self.store.get(&name)?;
-        let (trailer, decoded) = object::decode_all(&back).map_err(self.damaged(seq))?;
-        if decoded != raw || trailer.header.seq != seq || trailer.header.volume_id != self.volume_id
-        {
+        let trailer = object::verify(&back, raw).map_err(|_| ArchiveError::Mismatch {
+            seq,
+            store: self.store.describe(),
+        })?;
+        if trailer.header.seq != seq || trailer.header.volume_id != self.volume_id {
             return Err(ArchiveError::Mismatch {
                 seq,
                 store: self.store.describe(),

@@ -21,6 +21,8 @@ pub enum DecodeError {
     Kind(u8),
     #[error("invalid field: {0}")]
     Invalid(&'static str),
+    #[error("{0} does not decompress to its length and checksum")]
+    Damaged(&'static str),
 }
 
 pub type DecodeResult<T> = Result<T, DecodeError>;

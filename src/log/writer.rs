@@ -381,7 +381,7 @@ impl Writer {
             self.check_capacity(&records)?;
         }
         while len + sum_len > self.room() {
-            if !b.copy && self.tail.header.seq + 2 > self.limit + self.primary_oldest() {
+            if !b.copy && self.over_limit() {
                 self.wait_for_space(b)?;
                 continue;
             }
@@ -492,8 +492,11 @@ impl Writer {
             - self.tail.summary.len()
     }
 
-    fn primary_oldest(&self) -> u64 {
-        self.shared.primary_oldest.load(Ordering::SeqCst)
+    /// Whether opening the next segment would take primary storage past
+    /// what user writes may fill.
+    fn over_limit(&self) -> bool {
+        let oldest = self.shared.primary_oldest.load(Ordering::SeqCst);
+        (self.tail.header.seq + 2).saturating_sub(oldest) > self.limit
     }
 
     /// Waits until the archiver has made room in primary storage, serving
@@ -525,7 +528,7 @@ impl Writer {
             default(SPACE_POLL) => {}
         }
         b.at = self.tail.pos;
-        if self.tail.header.seq + 2 <= self.limit + self.primary_oldest() {
+        if !self.over_limit() {
             self.waiting = false;
             self.shared.waiting.store(false, Ordering::SeqCst);
             log::info!("the archiver made room; writes resume");
