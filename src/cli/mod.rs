@@ -32,8 +32,9 @@ struct Cli {
 enum Command {
     /// Create a new volume in VOLUME (a new or empty directory).
     ///
-    /// The working set holds the live volume: size it so that W × segment
-    /// size is comfortably larger than the live data (twice is a good start).
+    /// The working set holds the live volume: live data may fill 75 % of
+    /// W × segment size (beyond that writes get ENOSPC); at half full the
+    /// archiver copies about a quarter of each retired segment forward.
     ///
     /// Example: lsvfs create /var/lib/lsvfs/pg --segment-size 64M --working-set 128
     Create {
@@ -53,6 +54,13 @@ enum Command {
         /// zstd level used when segments are archived (1 to 22).
         #[arg(long, default_value_t = crate::policy::DEFAULT_COMPRESSION_LEVEL)]
         compression_level: i32,
+        /// Segments beyond the working set that writes may fill while the
+        /// backing store is slow or down, before they wait (at least 2).
+        #[arg(long, default_value_t = crate::policy::DEFAULT_RESERVE)]
+        reserve: u32,
+        /// Memory for reading archived segments (decompressed frames).
+        #[arg(long, default_value = "256M", value_parser = parse_size)]
+        cache_size: u64,
     },
     /// Exercise the engine on VOLUME without a mount: write files, take sync
     /// points, change and delete, then read the old state back from a view.
@@ -210,12 +218,16 @@ fn dispatch(command: Command) -> Result<()> {
             segment_size,
             working_set,
             compression_level,
+            reserve,
+            cache_size,
         } => {
             let mut policy = Policy::new(VolumeId::generate().context("cannot make a volume id")?);
             policy.block_size = block_size;
             policy.segment_size = segment_size;
             policy.working_set = working_set;
             policy.compression_level = compression_level;
+            policy.reserve = reserve;
+            policy.cache_size = cache_size;
             if let Some(store) = backing_store {
                 policy.backing_store = absolute(&store)?;
             }

@@ -1,0 +1,114 @@
+//! The archiver on a real mount: small segments are retired into the
+//! backing store while files are written, `lsvfs status` reports it (from
+//! the mount and from an unmounted volume), and every file reads back
+//! after a remount.
+
+mod common;
+
+use common::mount::{Mounted, lsvfs, run};
+use serde_json::Value;
+use std::io::Write;
+
+fn status(target: &std::path::Path) -> Value {
+    let out = run(lsvfs().arg("status").arg(target).arg("--json"));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[test]
+fn segments_are_archived_and_status_reports_it() {
+    let m = Mounted::new(
+        &[
+            "--segment-size",
+            "256K",
+            "--working-set",
+            "8",
+            "--reserve",
+            "2",
+        ],
+        "",
+    );
+    // Four files rewritten over and over: little live data (the capacity
+    // is 75 % of 8 × 256 KiB), many segments written and retired.
+    let mut files = std::collections::BTreeMap::new();
+    for i in 0..48u32 {
+        let bytes: Vec<u8> = (0..200_000u32)
+            .map(|j| match i % 2 {
+                0 => ((j + i) % 13) as u8,
+                _ => (j.wrapping_mul(2654435761 + i) >> 13) as u8,
+            })
+            .collect();
+        let path = m.path(&format!("f{}", i % 4));
+        let mut f = std::fs::File::create(&path).unwrap();
+        f.write_all(&bytes).unwrap();
+        f.sync_all().unwrap();
+        files.insert(path, bytes);
+        if i % 8 == 7 {
+            run(lsvfs().arg("sync-point").arg(&m.mnt));
+        }
+    }
+    // The archiver runs behind the writes; give it a moment to catch up.
+    let mut s = status(&m.mnt);
+    for _ in 0..100 {
+        if s["waiting_for_archive"] == 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        s = status(&m.mnt);
+    }
+    assert!(s["archived_segments"].as_u64().unwrap() >= 20, "{s}");
+    assert!(s["segments_in_primary"].as_u64().unwrap() <= 10, "{s}");
+    assert_eq!(s["store"]["ok"], true, "{s}");
+    assert!(s["compression_ratio"].as_f64().unwrap() > 1.2, "{s}");
+    assert!(s["write_amplification"].as_f64().unwrap() >= 1.0, "{s}");
+    let objects = std::fs::read_dir(m.volume.join("archive"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".lsa")
+        })
+        .count();
+    assert_eq!(objects as u64, s["archived_segments"].as_u64().unwrap());
+    let human = run(lsvfs().arg("status").arg(&m.volume));
+    assert!(
+        human.contains("working set") && human.contains("(ok)"),
+        "{human}"
+    );
+    let listed = run(lsvfs().arg("sync-points").arg(&m.volume));
+    assert!(
+        listed.contains("archive"),
+        "old sync points live in the archive: {listed}"
+    );
+
+    m.unmount();
+    let s = status(&m.volume);
+    assert!(s["archived_segments"].as_u64().unwrap() >= 20, "{s}");
+    m.mount();
+    for (path, bytes) in &files {
+        assert!(std::fs::read(path).unwrap() == *bytes, "{}", path.display());
+    }
+}
+
+#[test]
+fn past_the_capacity_writes_fail_with_enospc_and_deleting_makes_room() {
+    let m = Mounted::new(&["--segment-size", "256K", "--working-set", "8"], "");
+    let big = vec![7u8; 4 << 20];
+    let path = m.path("big");
+    // With the kernel's writeback cache the error may come at write or at
+    // fsync; either way it is ENOSPC, and the call reports it.
+    let err = std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(&big).and_then(|_| f.sync_all()))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    let df = run(std::process::Command::new("df").arg("-B1").arg(&m.mnt));
+    assert!(df.contains("1523712"), "df shows the capacity: {df}");
+    std::fs::remove_file(&path).unwrap();
+    let mut f = std::fs::File::create(m.path("small")).unwrap();
+    f.write_all(&big[..512 << 10]).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    m.remount();
+    assert_eq!(std::fs::read(m.path("small")).unwrap(), &big[..512 << 10]);
+}
