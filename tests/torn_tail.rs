@@ -280,3 +280,66 @@ fn damage_before_the_sync_point_is_refused_and_changes_nothing() {
         );
     }
 }
+
+/// A record damaged inside a sealed segment (not the tail): the volume
+/// opens (the summary is intact), and reading that file fails with EIO and
+/// a message naming the segment and offset; other files read fine.
+#[test]
+fn a_damaged_record_in_a_sealed_segment_reads_as_eio() {
+    use lsvfs::fs::{Fs, ROOT_OWNER};
+    use lsvfs::volume::ROOT_INO;
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("v");
+    let mut policy = common::small_policy();
+    policy.working_set = 64;
+    let fs = Fs::new(common::create(&vol, &policy)).unwrap();
+    let mut inos = Vec::new();
+    for i in 0..40u8 {
+        let name = format!("f{i}");
+        let (ino, _) = fs
+            .mknod(
+                ROOT_INO,
+                name.as_bytes(),
+                FileKind::Regular,
+                0o644,
+                ROOT_OWNER,
+                0,
+            )
+            .unwrap();
+        fs.write(ino, 0, &vec![i; 4000]).unwrap();
+        inos.push(ino);
+    }
+    fs.into_volume().close().unwrap();
+    // The first file's first block, found in segment 1's summary.
+    let key = [inos[0].to_le_bytes(), 0u64.to_le_bytes()].concat();
+    let (_, first) =
+        segment_records(&vol.join("segments"), 1, policy.volume_id().unwrap()).unwrap();
+    let entry = first
+        .entries
+        .iter()
+        .find(|e| e.kind == lsvfs::format::Kind::Data && e.key == key)
+        .unwrap();
+    let victim = Lsn {
+        seq: 1,
+        offset: entry.offset,
+    };
+    assert!(
+        Path::new(&vol.join(format!("segments/{:016}.seg", victim.seq + 1))).exists(),
+        "the victim's segment must be sealed"
+    );
+    let path = vol.join(format!("segments/{:016}.seg", victim.seq));
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.write_all_at(&[0xee], victim.offset as u64 + 40)
+        .unwrap();
+    drop(file);
+
+    let fs = Fs::new(Volume::open(&vol).unwrap()).unwrap();
+    let err = fs.read(inos[0], 0, 4000).unwrap_err();
+    assert_eq!(err.errno(), libc::EIO);
+    let msg = format!("{err:?}");
+    assert!(
+        msg.contains("Corrupt") && msg.contains(&format!("seq: {}", victim.seq)),
+        "{msg}"
+    );
+    assert_eq!(fs.read(inos[39], 0, 4000).unwrap(), vec![39; 4000]);
+}
