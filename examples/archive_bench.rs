@@ -13,7 +13,7 @@
 
 use lsvfs::archive::Archive;
 use lsvfs::format::archive as object;
-use lsvfs::format::{FileKind, Footer, VolumeId};
+use lsvfs::format::{Footer, VolumeId};
 use lsvfs::fs::{Fs, ROOT_OWNER};
 use lsvfs::log::segment;
 use lsvfs::policy::Policy;
@@ -80,14 +80,7 @@ fn fill(dir: &Path, bytes: u64) -> Vec<(u64, PathBuf)> {
         };
         let name = format!("f{i}");
         let (ino, _) = fs
-            .mknod(
-                ROOT_INO,
-                name.as_bytes(),
-                FileKind::Regular,
-                0o644,
-                ROOT_OWNER,
-                0,
-            )
+            .create_file(ROOT_INO, name.as_bytes(), 0o644, ROOT_OWNER)
             .unwrap();
         fs.write(ino, 0, &data).unwrap();
     }
@@ -277,7 +270,7 @@ fn amplification(root: &Path, fraction: f64, quick: bool) -> f64 {
     };
     let fs = Fs::new(Volume::open_with(&dir, options).unwrap()).unwrap();
     let (ino, _) = fs
-        .mknod(ROOT_INO, b"data", FileKind::Regular, 0o644, ROOT_OWNER, 0)
+        .create_file(ROOT_INO, b"data", 0o644, ROOT_OWNER)
         .unwrap();
     // The working set's full-block capacity (what the capacity rule's 75 %
     // is a share of).

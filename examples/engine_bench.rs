@@ -10,7 +10,7 @@
 //! are reported as warm only.
 
 use lsvfs::Volume;
-use lsvfs::format::{FileKind, Record, VolumeId};
+use lsvfs::format::{Record, VolumeId};
 use lsvfs::fs::{Fs, ROOT_OWNER};
 use lsvfs::policy::Policy;
 use lsvfs::volume::ROOT_INO;
@@ -84,14 +84,7 @@ fn fill(dir: &Path, total: u64, shuffled: bool) {
     for f in 0..total / file_size {
         let name = format!("file-{f}");
         let (ino, _) = fs
-            .mknod(
-                ROOT_INO,
-                name.as_bytes(),
-                FileKind::Regular,
-                0o644,
-                ROOT_OWNER,
-                0,
-            )
+            .create_file(ROOT_INO, name.as_bytes(), 0o644, ROOT_OWNER)
             .unwrap();
         if shuffled {
             let blocks = file_size / BLOCK;

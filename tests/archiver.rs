@@ -9,7 +9,7 @@ mod common;
 
 use common::{Content, Dump, Node, dump};
 use lsvfs::archive::archiver::Step;
-use lsvfs::format::{FileKind, SegmentHeader, VolumeId};
+use lsvfs::format::{SegmentHeader, VolumeId};
 use lsvfs::fs::{Fs, FsError, ROOT_OWNER};
 use lsvfs::policy::Policy;
 use lsvfs::store::{BackingStore, Faulty, Memory};
@@ -99,14 +99,8 @@ impl Work {
                 let ino = match ino {
                     Some(ino) => ino,
                     None => {
-                        let (ino, _) = fs.mknod(
-                            ROOT_INO,
-                            name.as_bytes(),
-                            FileKind::Regular,
-                            0o644,
-                            ROOT_OWNER,
-                            0,
-                        )?;
+                        let (ino, _) =
+                            fs.create_file(ROOT_INO, name.as_bytes(), 0o644, ROOT_OWNER)?;
                         self.files.insert(name.clone(), Vec::new());
                         ino
                     }
@@ -420,9 +414,7 @@ fn capacity_is_enforced_with_enospc_and_deleting_frees_it() {
     let policy = tiny_policy();
     Volume::create(&dir, &policy).unwrap();
     let fs = Fs::new(Volume::open(&dir).unwrap()).unwrap();
-    let (ino, _) = fs
-        .mknod(ROOT_INO, b"big", FileKind::Regular, 0o644, ROOT_OWNER, 0)
-        .unwrap();
+    let (ino, _) = fs.create_file(ROOT_INO, b"big", 0o644, ROOT_OWNER).unwrap();
     let chunk = vec![0x5a; 8 << 10];
     let mut written = 0u64;
     let err = loop {

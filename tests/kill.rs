@@ -6,7 +6,6 @@
 mod common;
 
 use lsvfs::Volume;
-use lsvfs::format::FileKind;
 use lsvfs::fs::{Fs, ROOT_OWNER};
 use lsvfs::volume::ROOT_INO;
 use std::io::{BufRead, BufReader, Write};
@@ -36,14 +35,7 @@ fn child_writer() {
     for i in start.. {
         let name = format!("f{i}");
         let (ino, _) = fs
-            .mknod(
-                ROOT_INO,
-                name.as_bytes(),
-                FileKind::Regular,
-                0o644,
-                ROOT_OWNER,
-                0,
-            )
+            .create_file(ROOT_INO, name.as_bytes(), 0o644, ROOT_OWNER)
             .unwrap();
         fs.write(ino, 0, &content(i)).unwrap();
         writeln!(out, "written {i}").unwrap();

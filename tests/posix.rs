@@ -16,16 +16,9 @@ fn fs() -> (tempfile::TempDir, Fs) {
 }
 
 fn file(fs: &Fs, name: &str) -> u64 {
-    fs.mknod(
-        ROOT_INO,
-        name.as_bytes(),
-        FileKind::Regular,
-        0o644,
-        ROOT_OWNER,
-        0,
-    )
-    .unwrap()
-    .0
+    fs.create_file(ROOT_INO, name.as_bytes(), 0o644, ROOT_OWNER)
+        .unwrap()
+        .0
 }
 
 #[test]

@@ -297,14 +297,7 @@ fn a_damaged_record_in_a_sealed_segment_reads_as_eio() {
     for i in 0..40u8 {
         let name = format!("f{i}");
         let (ino, _) = fs
-            .mknod(
-                ROOT_INO,
-                name.as_bytes(),
-                FileKind::Regular,
-                0o644,
-                ROOT_OWNER,
-                0,
-            )
+            .create_file(ROOT_INO, name.as_bytes(), 0o644, ROOT_OWNER)
             .unwrap();
         fs.write(ino, 0, &vec![i; 4000]).unwrap();
         inos.push(ino);

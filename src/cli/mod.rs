@@ -328,7 +328,7 @@ fn demo(dir: &Path) -> Result<()> {
         0,
     )?;
     println!("working in /{name}");
-    let (file, _) = fs.mknod(docs, b"report.txt", FileKind::Regular, 0o644, ROOT_OWNER, 0)?;
+    let (file, _) = fs.create_file(docs, b"report.txt", 0o644, ROOT_OWNER)?;
     fs.write(file, 0, b"version one\n")?;
     let first = fs.volume().sync_point("demo: version one", "lsvfs demo")?;
     println!("sync point {} taken at {}", first.info.id, first.lsn);

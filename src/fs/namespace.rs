@@ -103,6 +103,17 @@ impl Fs {
         ]
     }
 
+    /// Creates an empty regular file.
+    pub fn create_file(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        owner: Owner,
+    ) -> FsResult<(u64, InodeAttrs)> {
+        self.mknod(parent, name, FileKind::Regular, mode, owner, 0)
+    }
+
     /// Creates a file, directory, FIFO, socket or device node.
     pub fn mknod(
         &self,
