@@ -66,6 +66,8 @@ pub enum Error {
     NoSpace(String),
     #[error("no sync point {0}")]
     UnknownSyncPoint(String),
+    #[error("several sync points are labelled {label:?} (ids {ids:?}); name one by id")]
+    AmbiguousSyncPoint { label: String, ids: Vec<u64> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

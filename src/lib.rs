@@ -19,7 +19,9 @@ pub mod status;
 pub mod store;
 pub mod time;
 pub mod tree;
+pub mod view;
 pub mod volume;
 
 pub use error::{Error, Result};
-pub use volume::{View, Volume};
+pub use view::View;
+pub use volume::Volume;

@@ -68,11 +68,11 @@ impl Status {
         line(
             "working set",
             format!(
-                "{} of {} segments ({:.0} %), {} MiB each",
+                "{} of {} segments ({:.0} %), {} each",
                 self.segments_in_primary.min(self.working_set),
                 self.working_set,
                 self.working_set_fill * 100.0,
-                self.segment_size >> 20
+                crate::policy::format_size(self.segment_size)
             ),
         );
         line(

@@ -25,6 +25,7 @@ use crate::policy::{POLICY_FILE, Policy};
 use crate::status::{Status, StoreStatus, ratio};
 use crate::store::{BackingStore, LocalDir};
 use crate::tree::Tree;
+use crate::view::View;
 use crossbeam_channel::{Sender, bounded};
 use std::fs::OpenOptions as OpenOptions_;
 use std::os::unix::fs::FileExt;
@@ -56,26 +57,6 @@ pub struct OpenOptions {
     pub no_archiver: bool,
     /// For crash tests: the archiver stops for good after this retire step.
     pub halt_at: Option<archiver::Step>,
-}
-
-/// The volume as of one sync point: read-only, the same bytes every time.
-pub struct View {
-    pub point: SyncPoint,
-    index: Index,
-    segments: Arc<Segments>,
-}
-
-impl View {
-    pub fn tree(&self) -> Tree<'_, Index> {
-        Tree {
-            index: &self.index,
-            segments: &self.segments,
-        }
-    }
-
-    pub fn index(&self) -> &Index {
-        &self.index
-    }
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -390,16 +371,7 @@ impl Volume {
             .into_iter()
             .find(|p| p.info.id == id)
             .ok_or_else(|| Error::UnknownSyncPoint(id.to_string()))?;
-        let segments = &self.shared.segments;
-        let recs = segments.records(point.lsn.seq)?;
-        let built = build_backward(self.shared.block_size, point.lsn, &recs, |seq| {
-            segments.records(seq).map(Some)
-        })?;
-        Ok(View {
-            point,
-            index: built.index,
-            segments: self.shared.segments.clone(),
-        })
+        View::build(point, self.shared.segments.clone(), self.shared.block_size)
     }
 
     /// The live tree.

@@ -75,10 +75,20 @@ enum Command {
     /// fuse3 package is needed; other users need fusermount3 (apt-get
     /// install fuse3) and user_allow_other in /etc/fuse.conf for allow_other.
     ///
+    /// With --at, mounts the view of one sync point instead, read-only; it
+    /// can be mounted while the volume itself is mounted and written, and
+    /// reads retired segments from the backing store. Restore with cp.
+    ///
     /// Example: lsvfs mount /var/lib/lsvfs/pg /srv/pg -o allow_other
+    ///
+    /// Example: lsvfs mount /var/lib/lsvfs/pg /mnt/before --at "before upgrade"
     Mount {
         volume: PathBuf,
         mountpoint: PathBuf,
+        /// A sync point: its id, its label, or a UTC time such as
+        /// 2026-11-23T04:33:40Z (the latest sync point at or before it).
+        #[arg(long, value_name = "SYNC")]
+        at: Option<String>,
         /// Serve in this process until unmounted, logging to stderr.
         #[arg(long)]
         foreground: bool,
@@ -256,11 +266,22 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Mount {
             volume,
             mountpoint,
+            at,
             foreground,
             options,
         } => {
             let opts = MountOptions::parse(&options).map_err(Usage)?;
-            mount::mount(&volume, &mountpoint, &opts, foreground, &options)
+            if at.is_some() && options.split(',').any(|o| o.trim() == "rw") {
+                return Err(Usage("a view (--at) is read-only: -o rw cannot apply".into()).into());
+            }
+            mount::mount(
+                &volume,
+                &mountpoint,
+                at.as_deref(),
+                &opts,
+                foreground,
+                &options,
+            )
         }
         Command::Unmount { mountpoint, lazy } => mount::unmount(&mountpoint, lazy),
         Command::SyncPoint { mountpoint, label } => sync_point::take(&mountpoint, &label),

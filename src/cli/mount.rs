@@ -20,6 +20,7 @@ const DAEMON_LOG: &str = "daemon.log";
 pub fn mount(
     volume: &Path,
     mountpoint: &Path,
+    at: Option<&str>,
     opts: &MountOptions,
     foreground: bool,
     raw_options: &str,
@@ -32,23 +33,40 @@ pub fn mount(
     }
     fuse::check_mountpoint(mountpoint)?;
     if foreground {
-        return serve(volume, mountpoint, opts);
+        return serve(volume, mountpoint, at, opts);
     }
-    spawn_daemon(volume, mountpoint, raw_options)
+    let said = spawn_daemon(volume, mountpoint, at, raw_options)?;
+    if let Some(id) = said.split_whitespace().nth(1) {
+        println!(
+            "sync point {id} mounted read-only on {}",
+            mountpoint.display()
+        );
+    }
+    Ok(())
 }
 
-/// Serves in this process; reports readiness or failure to a waiting parent.
-fn serve(volume: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<()> {
+/// Serves in this process; reports readiness (with the sync point of a
+/// view) or failure to a waiting parent.
+fn serve(volume: &Path, mountpoint: &Path, at: Option<&str>, opts: &MountOptions) -> Result<()> {
     let mut report = std::env::var(READY_FD)
         .ok()
         .and_then(|fd| fd.parse::<i32>().ok())
         // SAFETY: the parent passed us this descriptor for our sole use.
         .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-    let result = fuse::serve(volume, mountpoint, opts, || {
+    let mut ready = |what: String| {
         if let Some(mut pipe) = report.take() {
-            let _ = pipe.write_all(b"ready\n");
+            let _ = writeln!(pipe, "ready{what}");
         }
-    });
+    };
+    let result = match at {
+        None => fuse::serve(volume, mountpoint, opts, || ready(String::new())),
+        Some(at) => {
+            let which = crate::view::Selector::parse(at);
+            fuse::serve_view(volume, &which, mountpoint, opts, |id| {
+                ready(format!(" {id}"))
+            })
+        }
+    };
     if let Err(e) = &result
         && let Some(mut pipe) = report.take()
     {
@@ -57,7 +75,13 @@ fn serve(volume: &Path, mountpoint: &Path, opts: &MountOptions) -> Result<()> {
     result.with_context(|| format!("cannot serve {}", volume.display()))
 }
 
-fn spawn_daemon(volume: &Path, mountpoint: &Path, raw_options: &str) -> Result<()> {
+/// Starts the daemon and returns its ready line.
+fn spawn_daemon(
+    volume: &Path,
+    mountpoint: &Path,
+    at: Option<&str>,
+    raw_options: &str,
+) -> Result<String> {
     let mut fds = [0; 2];
     // SAFETY: pipe2 fills two descriptors, which we own from here on.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -85,6 +109,7 @@ fn spawn_daemon(volume: &Path, mountpoint: &Path, raw_options: &str) -> Result<(
         .arg("--foreground")
         .arg("-o")
         .arg(raw_options)
+        .args(at.map(|a| ["--at", a]).into_iter().flatten())
         .env(READY_FD, tx_fd.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -104,7 +129,7 @@ fn spawn_daemon(volume: &Path, mountpoint: &Path, raw_options: &str) -> Result<(
     let mut said = String::new();
     let _ = rx.read_to_string(&mut said);
     if said.starts_with("ready") {
-        return Ok(());
+        return Ok(said);
     }
     let _ = child.wait();
     let why = said.trim();
@@ -122,18 +147,14 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
     let Some(entry) = fuse::mounts().into_iter().find(|m| m.mountpoint == abs) else {
         return Err(Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into());
     };
+    // A view holds no lock and nothing to flush: detaching is all.
+    if entry.view.is_some() {
+        return fuse::unmount(&abs, lazy).or_else(|e| busy(mountpoint, e));
+    }
     // With its daemon gone (killed), the mount only needs detaching: there
     // is nothing left to flush, and open files could never be closed.
     let daemon_alive = crate::log::lock::holder(&entry.volume).is_some();
-    if let Err(e) = fuse::unmount(&abs, lazy || !daemon_alive) {
-        if e.raw_os_error() == Some(libc::EBUSY) {
-            bail!(
-                "{} is busy: files on it are open; close them, or use --lazy to detach now",
-                mountpoint.display()
-            );
-        }
-        return Err(e).with_context(|| format!("cannot unmount {}", mountpoint.display()));
-    }
+    fuse::unmount(&abs, lazy || !daemon_alive).or_else(|e| busy(mountpoint, e))?;
     // The daemon closes the volume (flushes, records a clean close) and
     // releases its lock; wait for that so the next command finds it closed.
     let start = Instant::now();
@@ -146,4 +167,14 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
+}
+
+fn busy(mountpoint: &Path, e: std::io::Error) -> Result<()> {
+    if e.raw_os_error() == Some(libc::EBUSY) {
+        bail!(
+            "{} is busy: files on it are open; close them, or use --lazy to detach now",
+            mountpoint.display()
+        );
+    }
+    Err(e).with_context(|| format!("cannot unmount {}", mountpoint.display()))
 }

@@ -11,8 +11,19 @@ use std::path::{Path, PathBuf};
 
 pub fn take(mountpoint: &Path, label: &str) -> Result<()> {
     let abs = std::path::absolute(mountpoint)?;
-    if !crate::fuse::mounts().iter().any(|m| m.mountpoint == abs) {
-        return Err(Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into());
+    match crate::fuse::mounts().iter().find(|m| m.mountpoint == abs) {
+        None => {
+            return Err(Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into());
+        }
+        Some(m) if m.view.is_some() => {
+            return Err(Usage(format!(
+                "{} is a read-only view of sync point {}; take sync points on the volume's own mount",
+                mountpoint.display(),
+                m.view.unwrap_or_default()
+            ))
+            .into());
+        }
+        Some(_) => {}
     }
     if let Err(e) = crate::control::parse_label(label.as_bytes()) {
         return Err(Usage(format!("invalid label: {e}")).into());

@@ -20,6 +20,19 @@ impl Fs {
 
     /// Writes `data` at `offset`; holes before it read as zeros.
     pub fn write(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<usize> {
+        self.write_at(ino, offset, data, true)
+    }
+
+    /// A write the kernel's page cache held back: the kernel keeps the
+    /// file's mtime and ctime itself and sends them in a setattr of its
+    /// own, which may arrive before this write; so they are left alone here
+    /// (setting them to now would make the stored times differ from what
+    /// applications saw).
+    pub fn write_cached(&self, ino: u64, offset: u64, data: &[u8]) -> FsResult<usize> {
+        self.write_at(ino, offset, data, false)
+    }
+
+    fn write_at(&self, ino: u64, offset: u64, data: &[u8], touch: bool) -> FsResult<usize> {
         let end = offset
             .checked_add(data.len() as u64)
             .filter(|e| *e <= i64::MAX as u64)
@@ -63,8 +76,10 @@ impl Fs {
                 });
             }
             attrs.size = attrs.size.max(end.min((group_last + 1) * bs));
-            attrs.mtime = now;
-            attrs.ctime = now;
+            if touch {
+                attrs.mtime = now;
+                attrs.ctime = now;
+            }
             records.push(Record::Inode {
                 ino,
                 attrs: attrs.clone(),

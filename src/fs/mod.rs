@@ -104,7 +104,8 @@ impl FsError {
                 | Error::AlreadyAVolume { .. }
                 | Error::NotEmpty { .. }
                 | Error::Locked { .. }
-                | Error::UnknownSyncPoint(_) => libc::EIO,
+                | Error::UnknownSyncPoint(_)
+                | Error::AmbiguousSyncPoint { .. } => libc::EIO,
             },
         }
     }

@@ -50,7 +50,7 @@ fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
 }
 
-fn file_type(k: FileKind) -> FileType {
+pub(super) fn file_type(k: FileKind) -> FileType {
     match k {
         FileKind::Regular => FileType::RegularFile,
         FileKind::Directory => FileType::Directory,
@@ -489,7 +489,7 @@ impl Filesystem for Adapter {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: fuser::WriteFlags,
+        write_flags: fuser::WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
@@ -501,7 +501,12 @@ impl Filesystem for Adapter {
             };
             return self.control.write(req, &handle, data, reply);
         }
-        match self.change(Op::Write, || self.fs.write(ino.0, offset, data)) {
+        let cached = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
+        let r = self.change(Op::Write, || match cached {
+            true => self.fs.write_cached(ino.0, offset, data),
+            false => self.fs.write(ino.0, offset, data),
+        });
+        match r {
             Ok(n) => {
                 self.metrics.written_bytes(n);
                 reply.written(n as u32)
@@ -804,7 +809,7 @@ impl Filesystem for Adapter {
     }
 }
 
-fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
+pub(super) fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
     match r {
         Ok(()) => reply.ok(),
         Err(e) => reply.error(e),
@@ -812,7 +817,7 @@ fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
 }
 
 /// getxattr/listxattr protocol: size 0 asks for the length.
-fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
+pub(super) fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
     if size == 0 {
         reply.size(value.len() as u32);
     } else if value.len() > size as usize {

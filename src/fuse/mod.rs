@@ -5,6 +5,7 @@
 
 mod adapter;
 mod control;
+mod view;
 
 use crate::control::Metrics;
 use crate::fs::Fs;
@@ -90,6 +91,72 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
     }
 }
 
+/// How a view mount names its source in /proc/mounts: VOLUME + this + id.
+const VIEW_SOURCE: &str = ":sync-point-";
+
+/// The mount options every lsvfs mount has.
+fn base_config(source: String, read_only: bool, allow_other: bool) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(source),
+        MountOption::Subtype(SUBTYPE.into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        if read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    config.acl = if allow_other {
+        SessionACL::All
+    } else {
+        SessionACL::Owner
+    };
+    config.n_threads = Some(THREADS);
+    config.clone_fd = true;
+    config
+}
+
+/// Mounts the view of sync point `which` of `volume` read-only on
+/// `mountpoint`, calls `ready` once it answers, and serves until unmounted.
+/// The volume may be mounted and written by another process meanwhile.
+pub fn serve_view(
+    volume: &Path,
+    which: &crate::view::Selector,
+    mountpoint: &Path,
+    opts: &MountOptions,
+    ready: impl FnOnce(u64),
+) -> Result<(), MountError> {
+    let volume = std::path::absolute(volume).map_err(|e| MountError::Mountpoint(e.to_string()))?;
+    let mountpoint =
+        std::path::absolute(mountpoint).map_err(|e| MountError::Mountpoint(e.to_string()))?;
+    check_mountpoint(&mountpoint)?;
+    let signals = block_signals();
+    let view = crate::view::View::open(&volume, which)?;
+    let id = view.point.info.id;
+    let source = format!("{}{VIEW_SOURCE}{id}", volume.display());
+    let config = base_config(source, true, opts.allow_other);
+    let session =
+        Session::new(view::ViewAdapter::new(view), &mountpoint, &config).map_err(|source| {
+            MountError::Mount {
+                path: mountpoint.clone(),
+                source,
+            }
+        })?;
+    spawn_signal_thread(signals, mountpoint.clone());
+    log::info!(
+        "sync point {id} of {} mounted on {}",
+        volume.display(),
+        mountpoint.display()
+    );
+    ready(id);
+    session.run().map_err(|source| MountError::Mount {
+        path: mountpoint,
+        source,
+    })
+}
+
 /// Opens the volume in `volume`, mounts it on `mountpoint`, calls `ready`
 /// once the mount answers requests, and serves until it is unmounted.
 pub fn serve(
@@ -112,25 +179,11 @@ pub fn serve(
     let control = Control::new(fs.clone(), metrics.clone(), owner, mountpoint.clone());
     let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
 
-    let mut config = Config::default();
-    config.mount_options = vec![
-        MountOption::FSName(volume.display().to_string()),
-        MountOption::Subtype(SUBTYPE.into()),
-        MountOption::DefaultPermissions,
-        MountOption::NoAtime,
-        if opts.read_only {
-            MountOption::RO
-        } else {
-            MountOption::RW
-        },
-    ];
-    config.acl = if opts.allow_other {
-        SessionACL::All
-    } else {
-        SessionACL::Owner
-    };
-    config.n_threads = Some(THREADS);
-    config.clone_fd = true;
+    let config = base_config(
+        volume.display().to_string(),
+        opts.read_only,
+        opts.allow_other,
+    );
 
     let session =
         Session::new(adapter, &mountpoint, &config).map_err(|source| MountError::Mount {
@@ -228,6 +281,8 @@ pub struct MountEntry {
     pub mountpoint: PathBuf,
     /// The volume directory (the mount's source).
     pub volume: PathBuf,
+    /// For a view mount, its sync point.
+    pub view: Option<u64>,
 }
 
 /// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo.
@@ -256,9 +311,15 @@ pub fn mounts() -> Vec<MountEntry> {
             let fields: Vec<&str> = line.split(' ').collect();
             let dash = fields.iter().position(|f| *f == "-")?;
             let fstype = fields.get(dash + 1)?;
+            let source = unescape(fields.get(dash + 2)?);
+            let (volume, view) = match source.to_str().and_then(|s| s.rsplit_once(VIEW_SOURCE)) {
+                Some((v, id)) if id.parse::<u64>().is_ok() => (PathBuf::from(v), id.parse().ok()),
+                _ => (source, None),
+            };
             let entry = MountEntry {
                 mountpoint: unescape(fields.get(4)?),
-                volume: unescape(fields.get(dash + 2)?),
+                volume,
+                view,
             };
             // Mounted by root, the type is plain `fuse` (the kernel's
             // mount(2) has no subtype); the source then names the volume.

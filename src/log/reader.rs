@@ -37,6 +37,9 @@ pub struct Segments {
     /// Segments below this are no longer in primary storage.
     retired_below: AtomicU64,
     pin: RwLock<()>,
+    /// Another process appends and recycles (a view opened beside a
+    /// mount): after each primary read, check the file is still there.
+    foreign: bool,
 }
 
 impl Segments {
@@ -55,6 +58,31 @@ impl Segments {
             archive,
             retired_below: AtomicU64::new(retired_below),
             pin: RwLock::new(()),
+            foreign: false,
+        }
+    }
+
+    /// For readers beside another process that owns the volume: the pin
+    /// does not reach into that process, so every primary read is followed
+    /// by a check that the file read is still segment `seq`; a file
+    /// recycled meanwhile (it is in the archive by then) is read from the
+    /// archive instead. Recycling renames before it reuses, so a file still
+    /// under its name after the read was not being reused during it.
+    pub fn shared_with_a_writer(mut self) -> Self {
+        self.foreign = true;
+        self
+    }
+
+    /// Whether the handle of segment `seq` still is the file of that name.
+    fn still_there(&self, seq: u64, file: &File) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if !self.foreign {
+            return true;
+        }
+        let here = std::fs::metadata(segment::segment_path(&self.dir, seq));
+        match (here, file.metadata()) {
+            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+            _ => false,
         }
     }
 
@@ -64,6 +92,14 @@ impl Segments {
 
     fn in_primary(&self, seq: u64) -> bool {
         seq >= self.retired_below.load(Ordering::SeqCst)
+    }
+
+    /// Forgets a segment another process recycled.
+    fn gone(&self, seq: u64) {
+        self.files
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&seq);
     }
 
     /// Marks segments up to `seq` retired: from now on they are read from
@@ -84,7 +120,11 @@ impl Segments {
             if self.in_primary(seq) {
                 match segment_records(&self.dir, seq, self.volume_id) {
                     Err(Error::SegmentMissing { .. }) => {}
-                    other => return other.map(|(_, r)| r),
+                    Ok((file, r)) if self.still_there(seq, &file) => return Ok(r),
+                    Ok(_) => self.gone(seq),
+                    Err(e) if !self.foreign => return Err(e),
+                    // Read while it was being recycled: the archive has it.
+                    Err(_) => self.gone(seq),
                 }
             }
         }
@@ -115,7 +155,10 @@ impl Segments {
                         let len = len.min((self.segment_size - lsn.offset as u64) as usize);
                         let mut buf = vec![0u8; len];
                         segment::read_exact_at(&file, lsn.seq, &mut buf, lsn.offset as u64)?;
-                        return Ok(buf);
+                        if self.still_there(lsn.seq, &file) {
+                            return Ok(buf);
+                        }
+                        self.gone(lsn.seq);
                     }
                     Err(Error::SegmentMissing { .. }) => {}
                     Err(e) => return Err(e),

@@ -3,6 +3,7 @@
 //! reference model can be compared with.
 #![allow(dead_code)]
 
+pub mod facts;
 pub mod mount;
 
 use lsvfs::format::{FileKind, VolumeId};

@@ -1,0 +1,194 @@
+//! Views: the volume as of one sync point, read-only and the same bytes
+//! every time. A view is built by the backward scan from its sync point
+//! over the window recorded in its segment's header, reading primary
+//! storage or the archive.
+//!
+//! [`View::open`] builds one from a volume directory in any process, also
+//! while another process has the volume mounted and is writing it: it
+//! takes no lock, reads the catalog and the segments as they are, and goes
+//! to the archive for any segment recycled meanwhile.
+
+use crate::archive::{Archive, ArchiveError};
+use crate::error::{Error, Result};
+use crate::index::Index;
+use crate::log::catalog::{Catalog, SyncPoint};
+use crate::log::reader::Segments;
+use crate::log::recovery::build_backward;
+use crate::policy::{POLICY_FILE, Policy};
+use crate::store::LocalDir;
+use crate::tree::Tree;
+use crate::volume::SEGMENTS_DIR;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct View {
+    pub point: SyncPoint,
+    pub block_size: u32,
+    index: Index,
+    segments: Arc<Segments>,
+}
+
+/// How a user names a sync point: its id, its label, or a time (the latest
+/// sync point at or before it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    Id(u64),
+    Label(String),
+    Time(u64),
+}
+
+impl Selector {
+    /// Digits are an id; an RFC 3339 time (`2026-11-23T04:33:40Z`) is a
+    /// time; anything else is a label.
+    pub fn parse(s: &str) -> Selector {
+        if !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && let Ok(id) = s.parse()
+        {
+            return Selector::Id(id);
+        }
+        match crate::time::parse_rfc3339(s) {
+            Some(ns) => Selector::Time(ns),
+            None => Selector::Label(s.to_string()),
+        }
+    }
+
+    /// The sync point this names among `points` (oldest first).
+    pub fn resolve(&self, points: &[SyncPoint]) -> Result<SyncPoint> {
+        let found = match self {
+            Selector::Id(id) => points.iter().find(|p| p.info.id == *id),
+            Selector::Label(label) => {
+                let named: Vec<&SyncPoint> =
+                    points.iter().filter(|p| p.info.label == *label).collect();
+                if named.len() > 1 {
+                    return Err(Error::AmbiguousSyncPoint {
+                        label: label.clone(),
+                        ids: named.iter().map(|p| p.info.id).collect(),
+                    });
+                }
+                named.first().copied()
+            }
+            Selector::Time(ns) => {
+                let before = points.iter().rfind(|p| p.info.time_ns <= *ns);
+                if before.is_none() && !points.is_empty() {
+                    return Err(Error::UnknownSyncPoint(format!(
+                        "at or before {}: the first is {} at {}",
+                        crate::time::rfc3339(*ns),
+                        points[0].info.id,
+                        crate::time::rfc3339(points[0].info.time_ns)
+                    )));
+                }
+                before
+            }
+        };
+        found.cloned().ok_or_else(|| {
+            Error::UnknownSyncPoint(match self {
+                Selector::Id(id) => id.to_string(),
+                Selector::Label(l) => format!("labelled {l:?}"),
+                Selector::Time(ns) => format!("at or before {}", crate::time::rfc3339(*ns)),
+            })
+        })
+    }
+}
+
+impl View {
+    /// Builds the view of `point` from `segments`.
+    pub(crate) fn build(
+        point: SyncPoint,
+        segments: Arc<Segments>,
+        block_size: u32,
+    ) -> Result<View> {
+        let recs = segments.records(point.lsn.seq)?;
+        let built = build_backward(block_size, point.lsn, &recs, |seq| {
+            segments.records(seq).map(Some)
+        })?;
+        Ok(View {
+            point,
+            block_size,
+            index: built.index,
+            segments,
+        })
+    }
+
+    /// Opens the view named by `which` in the volume in `dir`, without
+    /// locking it: the volume may be mounted and written meanwhile.
+    pub fn open(dir: &Path, which: &Selector) -> Result<View> {
+        if !dir.join(POLICY_FILE).exists() {
+            return Err(Error::NotAVolume {
+                path: dir.to_path_buf(),
+            });
+        }
+        let policy = Policy::load(dir)?;
+        let volume_id = policy.volume_id()?;
+        let points = Catalog::open(dir, false)?.entries().to_vec();
+        let point = which.resolve(&points)?;
+        let store = LocalDir::open(&policy.backing_store_path(dir)).map_err(ArchiveError::from)?;
+        let archive = Archive::open(
+            Arc::new(store),
+            volume_id,
+            policy.compression_level,
+            policy.cache_size,
+        );
+        let segments = Segments::new(
+            dir.join(SEGMENTS_DIR),
+            volume_id,
+            policy.segment_size,
+            Arc::new(archive),
+            0,
+        )
+        .shared_with_a_writer();
+        View::build(point, Arc::new(segments), policy.block_size as u32)
+    }
+
+    pub fn tree(&self) -> Tree<'_, Index> {
+        Tree {
+            index: &self.index,
+            segments: &self.segments,
+        }
+    }
+
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{Lsn, SyncInfo};
+
+    fn point(id: u64, secs: u64, label: &str) -> SyncPoint {
+        SyncPoint {
+            lsn: Lsn { seq: 1, offset: 0 },
+            info: SyncInfo {
+                id,
+                time_ns: secs * 1_000_000_000,
+                label: label.into(),
+                requester: String::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn selectors_parse_and_resolve() {
+        let points = [point(1, 100, "a"), point(2, 200, "b"), point(3, 300, "b")];
+        let id = |s: &str| Selector::parse(s).resolve(&points).map(|p| p.info.id);
+        assert_eq!(id("2").unwrap(), 2);
+        assert_eq!(id("a").unwrap(), 1);
+        assert_eq!(
+            Selector::parse("1970-01-01T00:04:10Z"),
+            Selector::Time(250_000_000_000)
+        );
+        assert_eq!(
+            id("1970-01-01T00:04:10Z").unwrap(),
+            2,
+            "latest at or before"
+        );
+        assert_eq!(id("1970-01-01T00:05:00Z").unwrap(), 3, "exactly at");
+        let msg = |s: &str| id(s).unwrap_err().to_string();
+        assert!(msg("b").contains("ids [2, 3]"), "{}", msg("b"));
+        assert!(msg("9").contains("no sync point 9"));
+        assert!(msg("c").contains("labelled \"c\""));
+        assert!(msg("1970-01-01T00:01:00Z").contains("the first is 1"));
+    }
+}

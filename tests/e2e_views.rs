@@ -1,0 +1,260 @@
+//! Views on real mounts: during a random workload on the live mount (files
+//! written, truncated, renamed, deleted, hard links, symlinks, xattrs,
+//! modes), the tree is recorded at each of many sync points; afterwards
+//! every view mounted with `--at` matches its record exactly, twice in a
+//! row, also after its segments were retired to the backing store and while
+//! the live mount is being written; unmounting the live volume leaves a
+//! mounted view alone; bad `--at` input is one line and mounts nothing.
+
+mod common;
+
+use common::facts::{Facts, assert_same, manifest, set_xattr};
+use common::mount::{Mounted, lsvfs, run};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// Regular files under `root` (relative paths), sorted.
+fn files(root: &Path) -> Vec<PathBuf> {
+    manifest(root, false)
+        .into_iter()
+        .filter(|(_, f)| f.kind == libc::S_IFREG)
+        .map(|(p, _)| root.join(p))
+        .collect()
+}
+
+/// One random change to the tree under `root`.
+fn change(root: &Path, rng: &mut Rng, step: u64) {
+    let dirs = ["", "d0", "d0/e", "d1"];
+    let dir = root.join(dirs[rng.below(4) as usize]);
+    std::fs::create_dir_all(&dir).unwrap();
+    let existing = files(root);
+    let pick = |rng: &mut Rng| existing.get(rng.below(existing.len().max(1) as u64) as usize);
+    match rng.below(10) {
+        0..=3 => {
+            let path = dir.join(format!("f{}", rng.below(12)));
+            let len = rng.below(40_000) as usize;
+            let seed = rng.next();
+            let bytes: Vec<u8> = (0..len)
+                .map(|i| (seed >> (i % 56)) as u8 ^ i as u8)
+                .collect();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .truncate(rng.below(2) == 0)
+                .open(&path)
+                .unwrap();
+            f.write_all(&bytes).unwrap();
+        }
+        4 => {
+            if let Some(p) = pick(rng) {
+                let f = std::fs::OpenOptions::new().write(true).open(p).unwrap();
+                f.set_len(rng.below(20_000)).unwrap();
+            }
+        }
+        5 => {
+            if let Some(p) = pick(rng) {
+                let _ = std::fs::rename(p, dir.join(format!("r{step}")));
+            }
+        }
+        6 => {
+            if let Some(p) = pick(rng) {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        7 => {
+            if let Some(p) = pick(rng) {
+                let _ = std::fs::hard_link(p, dir.join(format!("h{step}")));
+            }
+        }
+        8 => {
+            let _ =
+                std::os::unix::fs::symlink(format!("target-{step}"), dir.join(format!("s{step}")));
+        }
+        _ => {
+            if let Some(p) = pick(rng) {
+                set_xattr(p, "user.step", step.to_string().as_bytes());
+                let mode = [0o600, 0o644, 0o755, 0o4750][rng.below(4) as usize];
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+    }
+}
+
+fn sync_point(m: &Mounted, label: &str) -> u64 {
+    let out = run(lsvfs()
+        .arg("sync-point")
+        .arg(&m.mnt)
+        .args(["--label", label]));
+    out.trim().parse().unwrap()
+}
+
+/// Mounts the view `at` on a fresh directory, runs `f` on it, unmounts.
+fn with_view<T>(m: &Mounted, at: &str, f: impl FnOnce(&Path) -> T) -> T {
+    let dir = tempfile::Builder::new()
+        .prefix("lsvfs-view")
+        .tempdir()
+        .unwrap();
+    run(lsvfs()
+        .arg("mount")
+        .arg(&m.volume)
+        .arg(dir.path())
+        .args(["--at", at]));
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = lsvfs().arg("unmount").arg(self.0).status();
+        }
+    }
+    let _guard = Unmount(dir.path());
+    f(dir.path())
+}
+
+fn drained(m: &Mounted) {
+    for _ in 0..300 {
+        let out = run(lsvfs().arg("status").arg(&m.mnt).arg("--json"));
+        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
+        if s["waiting_for_archive"] == 0 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("the archiver did not catch up");
+}
+
+#[test]
+fn every_view_matches_the_tree_at_its_sync_point() {
+    let m = Mounted::new(
+        &[
+            "--segment-size",
+            "256K",
+            "--working-set",
+            "8",
+            "--reserve",
+            "2",
+        ],
+        "",
+    );
+    let mut rng = Rng(0x5eed);
+    let mut recorded: BTreeMap<u64, BTreeMap<String, Facts>> = BTreeMap::new();
+    for step in 0..240 {
+        change(&m.mnt, &mut rng, step);
+        if step % 12 == 11 {
+            let id = sync_point(&m, &format!("step {step}"));
+            recorded.insert(id, manifest(&m.mnt, true));
+        }
+    }
+    assert!(recorded.len() >= 20);
+    for pass in ["first", "second"] {
+        for (id, want) in &recorded {
+            let got = with_view(&m, &id.to_string(), |v| manifest(v, true));
+            assert_same(&got, want, &format!("{pass} mount of sync point {id}"));
+        }
+    }
+
+    // Retire everything the views need: rewrite a scratch file until the
+    // working set has turned over, under a writer that keeps going while
+    // the views are mounted.
+    let scratch = m.path("scratch");
+    for i in 0..12u8 {
+        std::fs::write(&scratch, vec![i; 400_000]).unwrap();
+    }
+    drained(&m);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, scratch) = (stop.clone(), scratch.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u8;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&scratch, vec![i; 300_000]).unwrap();
+                i = i.wrapping_add(1);
+            }
+        })
+    };
+    let listed = run(lsvfs().arg("sync-points").arg(&m.volume));
+    let first = recorded.keys().next().unwrap();
+    let first_line = listed
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{first} ")));
+    assert!(first_line.unwrap().contains("archive"), "{listed}");
+    for (id, want) in &recorded {
+        let got = with_view(&m, &id.to_string(), |v| manifest(v, true));
+        assert_same(
+            &got,
+            want,
+            &format!("sync point {id} from the archive, under writes"),
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+
+    // A mounted view outlives the live mount.
+    let (id, want) = recorded.iter().nth(5).unwrap();
+    with_view(&m, &format!("step {}", (5 + 1) * 12 - 1), |v| {
+        m.unmount();
+        assert_same(
+            &manifest(v, true),
+            want,
+            &format!("sync point {id}, live unmounted"),
+        );
+        m.mount();
+    });
+}
+
+#[test]
+fn bad_sync_points_are_one_line_and_mount_nothing() {
+    let m = Mounted::new(&[], "");
+    std::fs::write(m.path("a"), b"x").unwrap();
+    sync_point(&m, "dup");
+    sync_point(&m, "dup");
+    let target = tempfile::tempdir().unwrap();
+    for (at, says) in [
+        ("999", "no sync point 999"),
+        ("nope", "no sync point labelled \"nope\""),
+        ("dup", "several sync points are labelled \"dup\""),
+        (
+            "2000-01-01T00:00:00Z",
+            "at or before 2000-01-01T00:00:00.000Z",
+        ),
+    ] {
+        let out = lsvfs()
+            .arg("mount")
+            .arg(&m.volume)
+            .arg(target.path())
+            .args(["--at", at])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{at}: {err}");
+        assert_eq!(err.lines().count(), 1, "{at}: {err}");
+        assert!(err.contains(says), "{at}: {err}");
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounted.contains(&*target.path().to_string_lossy()),
+            "{at} mounted"
+        );
+    }
+    let out = lsvfs()
+        .arg("mount")
+        .arg(&m.volume)
+        .arg(target.path())
+        .args(["--at", "1", "-o", "rw"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
