@@ -354,9 +354,34 @@ impl Volume {
         Ok(Catalog::open(dir, false)?.entries().to_vec())
     }
 
-    /// Whether segment `seq` of the volume in `dir` is in primary storage.
-    pub fn segment_in_primary(dir: &Path, seq: u64) -> bool {
-        segment::segment_path(&dir.join(SEGMENTS_DIR), seq).exists()
+    /// For each sync point of the volume in `dir`, whether its view can be
+    /// built from primary storage alone: its segment and every older one
+    /// of its window are still there (else the view reads the archive).
+    pub fn views_in_primary(dir: &Path, points: &[SyncPoint]) -> Result<Vec<bool>> {
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        let listing = segment::list(&seg_dir)?;
+        let Some(&oldest) = listing.segments.first() else {
+            return Ok(vec![false; points.len()]);
+        };
+        let volume_id = Policy::load(dir)?.volume_id()?;
+        points
+            .iter()
+            .map(|p| {
+                let seq = p.lsn.seq;
+                if listing.segments.binary_search(&seq).is_err() {
+                    return Ok(false);
+                }
+                match segment::open_read(&seg_dir, seq) {
+                    Ok(file) => {
+                        let (header, _) = segment::read_header(&file, seq, volume_id, &seg_dir)?;
+                        Ok(header.window_start >= oldest)
+                    }
+                    // Recycled since the listing.
+                    Err(Error::SegmentMissing { .. }) => Ok(false),
+                    Err(e) => Err(e),
+                }
+            })
+            .collect()
     }
 
     /// All sync points, oldest first.

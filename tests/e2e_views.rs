@@ -160,6 +160,14 @@ fn every_view_matches_the_tree_at_its_sync_point() {
         }
     }
     assert!(recorded.len() >= 20);
+    let listed = run(lsvfs().arg("sync-points").arg(&m.volume));
+    let line_of = |listed: &str, id: u64| {
+        let line = listed
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{id} ")));
+        line.unwrap_or_default().to_string()
+    };
+    assert_eq!(listed.lines().count(), recorded.len() + 1, "{listed}");
     for pass in ["first", "second"] {
         for (id, want) in &recorded {
             let got = with_view(&m, &id.to_string(), |v| manifest(v, true));
@@ -187,11 +195,9 @@ fn every_view_matches_the_tree_at_its_sync_point() {
         })
     };
     let listed = run(lsvfs().arg("sync-points").arg(&m.volume));
-    let first = recorded.keys().next().unwrap();
-    let first_line = listed
-        .lines()
-        .find(|l| l.trim_start().starts_with(&format!("{first} ")));
-    assert!(first_line.unwrap().contains("archive"), "{listed}");
+    for id in recorded.keys() {
+        assert!(line_of(&listed, *id).contains("archive"), "{listed}");
+    }
     for (id, want) in &recorded {
         let got = with_view(&m, &id.to_string(), |v| manifest(v, true));
         assert_same(

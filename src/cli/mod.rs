@@ -142,8 +142,9 @@ enum Command {
     /// List the sync points of a volume (given by its directory or by a
     /// mount point).
     ///
-    /// LOCATION says where the segment holding the sync point lives:
-    /// primary storage or the backing store.
+    /// LOCATION says what mounting the sync point's view reads: "primary"
+    /// when every segment it needs is still in primary storage, "archive"
+    /// when some are only in the backing store.
     ///
     /// Example: lsvfs sync-points /srv/pg --json
     SyncPoints {

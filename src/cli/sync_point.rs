@@ -70,20 +70,18 @@ pub fn volume_of(path: &Path) -> Result<PathBuf> {
 pub fn list(path: &Path, json: bool) -> Result<()> {
     let volume = volume_of(path)?;
     let points = Volume::sync_points_of(&volume)?;
+    let in_primary = Volume::views_in_primary(&volume, &points)?;
     let listed: Vec<Listed> = points
         .iter()
-        .map(|p| Listed {
+        .zip(in_primary)
+        .map(|(p, in_primary)| Listed {
             id: p.info.id,
             time: crate::time::rfc3339(p.info.time_ns),
             time_ns: p.info.time_ns,
             label: p.info.label.clone(),
             requester: p.info.requester.clone(),
             segment: p.lsn.seq,
-            location: if Volume::segment_in_primary(&volume, p.lsn.seq) {
-                "primary"
-            } else {
-                "archive"
-            },
+            location: if in_primary { "primary" } else { "archive" },
         })
         .collect();
     if json {

@@ -20,7 +20,8 @@ pub struct LocalDir {
 
 impl LocalDir {
     /// Opens the store in `dir`, which must exist; removes temporaries left
-    /// by a put that a crash cut short.
+    /// by a put that a crash cut short (those of a process still running,
+    /// such as a mount beside a view, are its puts in progress).
     pub fn open(dir: &Path) -> Result<LocalDir, StoreError> {
         let store = LocalDir {
             dir: dir.to_path_buf(),
@@ -30,8 +31,13 @@ impl LocalDir {
         for entry in entries {
             let entry = entry.map_err(store.io("list", ""))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') && name.ends_with(TMP_SUFFIX) {
-                std::fs::remove_file(entry.path()).map_err(store.io("remove", &name))?;
+            if name.starts_with('.') && name.ends_with(TMP_SUFFIX) && !writer_alive(&name) {
+                match std::fs::remove_file(entry.path()) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(store.io("remove", &name)(e));
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(store)
@@ -61,6 +67,17 @@ impl LocalDir {
     fn sync_dir(&self) -> std::io::Result<()> {
         File::open(&self.dir)?.sync_all()
     }
+}
+
+/// Whether the process that named temporary `name` (`.{object}.{pid}-{n}.tmp`)
+/// is still running.
+fn writer_alive(name: &str) -> bool {
+    let pid = name
+        .strip_suffix(TMP_SUFFIX)
+        .and_then(|n| n.rsplit_once('.'))
+        .and_then(|(_, tail)| tail.split_once('-'))
+        .and_then(|(pid, _)| pid.parse::<u32>().ok());
+    pid.is_some_and(|pid| pid != std::process::id() && Path::new(&format!("/proc/{pid}")).exists())
 }
 
 impl BackingStore for LocalDir {
@@ -153,7 +170,7 @@ mod tests {
     #[test]
     fn leftover_temporaries_are_removed_and_never_listed() {
         let dir = tempfile::tempdir().unwrap();
-        let tmp = dir.path().join(".0000000000000001.lsa.1-0.tmp");
+        let tmp = dir.path().join(".0000000000000001.lsa.4000000000-0.tmp");
         std::fs::write(&tmp, b"half").unwrap();
         let s = LocalDir::open(dir.path()).unwrap();
         assert!(!tmp.exists());
@@ -163,6 +180,22 @@ mod tests {
         drop(s);
         let s = LocalDir::open(dir.path()).unwrap();
         assert_eq!(s.get("x").unwrap(), b"1", "objects survive reopening");
+    }
+
+    #[test]
+    fn temporaries_of_a_running_process_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        // PID 1 is always running; this process's own leftovers are not
+        // a put in progress (it is only opening the store now).
+        let busy = dir.path().join(".0000000000000001.lsa.1-0.tmp");
+        let mine = dir.path().join(format!(
+            ".0000000000000002.lsa.{}-0.tmp",
+            std::process::id()
+        ));
+        std::fs::write(&busy, b"half").unwrap();
+        std::fs::write(&mine, b"half").unwrap();
+        LocalDir::open(dir.path()).unwrap();
+        assert!(busy.exists() && !mine.exists());
     }
 
     #[test]
