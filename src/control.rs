@@ -14,6 +14,8 @@ pub const SYNC_POINT_FILE: &str = "sync-point";
 pub const STATS_FILE: &str = "stats";
 /// `lsvfs status` as JSON (the shape of [`crate::status::Status`]).
 pub const STATUS_FILE: &str = "status";
+/// The views of every sync point, as read-only directories.
+pub const SYNC_POINTS_DIR: &str = "sync-points";
 
 /// Why a label written to the sync-point file is refused (EINVAL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

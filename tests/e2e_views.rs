@@ -174,6 +174,7 @@ fn every_view_matches_the_tree_at_its_sync_point() {
             assert_same(&got, want, &format!("{pass} mount of sync point {id}"));
         }
     }
+    inside_the_mount(&m, &recorded, "from primary");
 
     // Retire everything the views need: rewrite a scratch file until the
     // working set has turned over, under a writer that keeps going while
@@ -206,6 +207,7 @@ fn every_view_matches_the_tree_at_its_sync_point() {
             &format!("sync point {id} from the archive, under writes"),
         );
     }
+    inside_the_mount(&m, &recorded, "from the archive, under writes");
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     writer.join().unwrap();
 
@@ -220,6 +222,45 @@ fn every_view_matches_the_tree_at_its_sync_point() {
         );
         m.mount();
     });
+}
+
+/// The same views under `.lsvfs/sync-points/` of the live mount, each
+/// twice (more views than the mount keeps built, so some are built again),
+/// with label symlinks and every change refused.
+fn inside_the_mount(m: &Mounted, recorded: &BTreeMap<u64, BTreeMap<String, Facts>>, what: &str) {
+    let dir = m.mnt.join(".lsvfs/sync-points");
+    for pass in ["first", "second"] {
+        for (id, want) in recorded {
+            let got = manifest(&dir.join(id.to_string()), true);
+            assert_same(
+                &got,
+                want,
+                &format!("{pass} look at .lsvfs/sync-points/{id}, {what}"),
+            );
+        }
+    }
+    assert_eq!(
+        std::fs::read_link(dir.join("step 11")).unwrap(),
+        Path::new("1")
+    );
+    assert_same(
+        &manifest(&dir.join("step 11"), true),
+        &recorded[&1],
+        "through the label",
+    );
+    let a_file = manifest(&dir.join("1"), true)
+        .into_iter()
+        .find(|(_, f)| f.kind == libc::S_IFREG)
+        .map(|(p, _)| dir.join("1").join(p))
+        .unwrap();
+    for err in [
+        std::fs::write(&a_file, b"x").unwrap_err(),
+        std::fs::remove_file(&a_file).unwrap_err(),
+        std::fs::create_dir(dir.join("1/new")).unwrap_err(),
+        std::fs::rename(&a_file, dir.join("1/moved")).unwrap_err(),
+    ] {
+        assert_eq!(err.raw_os_error(), Some(libc::EROFS), "{err}");
+    }
 }
 
 #[test]

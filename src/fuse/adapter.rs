@@ -2,7 +2,9 @@
 //! [`Fs`] and errors into errno, serves the `.lsvfs/` control files, and
 //! counts every request in the metrics. No POSIX decision is made here.
 
-use super::control::{Control, ControlHandle};
+use super::control::{Control, ControlHandle, ControlNode, SYNC_POINTS_INO};
+use super::view::VIEW_TTL;
+use super::views::{self, Views};
 use crate::control::{Metrics, Op};
 use crate::format::{FileKind, InodeAttrs, Timestamp};
 use crate::fs::{Entry, Fs, FsError, Owner, RenameMode, SetAttrs, XattrMode};
@@ -40,6 +42,7 @@ enum Handle {
 pub struct Adapter {
     fs: Arc<Fs>,
     control: Control,
+    views: Views,
     metrics: Arc<Metrics>,
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
@@ -138,6 +141,7 @@ fn owner(req: &Request) -> Owner {
 impl Adapter {
     pub fn new(fs: Arc<Fs>, control: Control, metrics: Arc<Metrics>, read_only: bool) -> Self {
         Adapter {
+            views: Views::new(fs.clone(), SYNC_POINTS_INO, control.owner()),
             fs,
             control,
             metrics,
@@ -188,6 +192,17 @@ impl Adapter {
         }
     }
 
+    /// Changes inside `.lsvfs/sync-points` are refused: views are read-only.
+    fn outside_views(&self, inos: &[INodeNo]) -> Result<(), Errno> {
+        match inos
+            .iter()
+            .any(|i| i.0 == SYNC_POINTS_INO || views::decode(i.0).is_some())
+        {
+            true => Err(Errno::EROFS),
+            false => Ok(()),
+        }
+    }
+
     /// Names in the root that belong to the control directory.
     fn reserved(&self, parent: INodeNo, name: &OsStr) -> Result<(), Errno> {
         if parent.0 == ROOT_INO && self.control.is_control_name(name.as_bytes()) {
@@ -212,6 +227,7 @@ impl Adapter {
         umask: u32,
         rdev: u32,
     ) -> Result<(u64, InodeAttrs), Errno> {
+        self.outside_views(&[parent])?;
         self.reserved(parent, name)?;
         let kind = kind_of_mode(mode).ok_or(Errno::EINVAL)?;
         self.change(Op::Create, || {
@@ -255,6 +271,25 @@ impl Filesystem for Adapter {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let in_view = match parent.0 {
+            SYNC_POINTS_INO => Some(
+                self.control
+                    .check_access(req)
+                    .and_then(|_| self.views.lookup(name.as_bytes())),
+            ),
+            p if views::decode(p).is_some() => Some(
+                self.views
+                    .node(p)
+                    .and_then(|(v, local)| v.lookup(local, name.as_bytes())),
+            ),
+            _ => None,
+        };
+        if let Some(r) = in_view {
+            return match r {
+                Ok(attr) => reply.entry(&VIEW_TTL, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            };
+        }
         if let Some(node) = self.control.lookup(parent.0, name.as_bytes()) {
             return match self.control.check_access(req) {
                 Ok(()) => reply.entry(&TTL, &self.control.attr(node), Generation(0)),
@@ -268,6 +303,12 @@ impl Filesystem for Adapter {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         if let Some(node) = self.control.node(ino.0) {
             return reply.attr(&TTL, &self.control.attr(node));
+        }
+        if views::decode(ino.0).is_some() {
+            return match self.views.getattr(ino.0) {
+                Ok(attr) => reply.attr(&VIEW_TTL, &attr),
+                Err(e) => reply.error(e),
+            };
         }
         match self.timed(Op::Getattr, || self.fs.getattr(ino.0)) {
             Ok(a) => reply.attr(&TTL, &self.attr(ino.0, &a)),
@@ -300,6 +341,9 @@ impl Filesystem for Adapter {
                 _ => reply.error(Errno::EPERM),
             };
         }
+        if let Err(e) = self.outside_views(&[ino]) {
+            return reply.error(e);
+        }
         let set = SetAttrs {
             mode,
             uid,
@@ -315,6 +359,12 @@ impl Filesystem for Adapter {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        if views::decode(ino.0).is_some() {
+            return match self.views.readlink(ino.0) {
+                Ok(target) => reply.data(&target),
+                Err(e) => reply.error(e),
+            };
+        }
         match self.timed(Op::Getattr, || self.fs.getattr(ino.0)) {
             Ok(a) if a.kind == FileKind::Symlink => reply.data(&a.target),
             Ok(_) => reply.error(Errno::EINVAL),
@@ -350,17 +400,17 @@ impl Filesystem for Adapter {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(
-            reply,
-            self.change(Op::Remove, || self.fs.unlink(parent.0, name.as_bytes())),
-        );
+        let r = self
+            .outside_views(&[parent])
+            .and_then(|_| self.change(Op::Remove, || self.fs.unlink(parent.0, name.as_bytes())));
+        empty(reply, r);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(
-            reply,
-            self.change(Op::Remove, || self.fs.rmdir(parent.0, name.as_bytes())),
-        );
+        let r = self
+            .outside_views(&[parent])
+            .and_then(|_| self.change(Op::Remove, || self.fs.rmdir(parent.0, name.as_bytes())));
+        empty(reply, r);
     }
 
     fn symlink(
@@ -371,13 +421,16 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self.reserved(parent, link_name).and_then(|_| {
-            self.change(Op::Create, || {
-                let target = target.as_os_str().as_bytes();
-                self.fs
-                    .symlink(parent.0, link_name.as_bytes(), target, owner(req))
-            })
-        });
+        let r = self
+            .outside_views(&[parent])
+            .and_then(|_| self.reserved(parent, link_name))
+            .and_then(|_| {
+                self.change(Op::Create, || {
+                    let target = target.as_os_str().as_bytes();
+                    self.fs
+                        .symlink(parent.0, link_name.as_bytes(), target, owner(req))
+                })
+            });
         self.entry(reply, r);
     }
 
@@ -400,12 +453,15 @@ impl Filesystem for Adapter {
         } else {
             return reply.error(Errno::EINVAL);
         };
-        let r = self.reserved(newparent, newname).and_then(|_| {
-            self.change(Op::Rename, || {
-                let (from, to) = (name.as_bytes(), newname.as_bytes());
-                self.fs.rename(parent.0, from, newparent.0, to, mode)
-            })
-        });
+        let r = self
+            .outside_views(&[parent, newparent])
+            .and_then(|_| self.reserved(newparent, newname))
+            .and_then(|_| {
+                self.change(Op::Rename, || {
+                    let (from, to) = (name.as_bytes(), newname.as_bytes());
+                    self.fs.rename(parent.0, from, newparent.0, to, mode)
+                })
+            });
         empty(reply, r);
     }
 
@@ -418,7 +474,8 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let r = self
-            .reserved(newparent, newname)
+            .outside_views(&[ino, newparent])
+            .and_then(|_| self.reserved(newparent, newname))
             .and_then(|_| {
                 self.change(Op::Link, || {
                     self.fs.link(ino.0, newparent.0, newname.as_bytes())
@@ -438,6 +495,17 @@ impl Filesystem for Adapter {
                         FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE,
                     )
                 }
+                Err(e) => reply.error(e),
+            };
+        }
+        if views::decode(ino.0).is_some() {
+            // fh 0 is no handle: release has nothing to close.
+            return match self
+                .views
+                .node(ino.0)
+                .and_then(|(v, local)| v.open(local, flags))
+            {
+                Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
                 Err(e) => reply.error(e),
             };
         }
@@ -471,6 +539,16 @@ impl Filesystem for Adapter {
             return match handles.get(&fh.0) {
                 Some(Handle::Control(h)) => reply.data(&h.read(offset, size)),
                 _ => reply.error(Errno::EBADF),
+            };
+        }
+        if views::decode(ino.0).is_some() {
+            return match self
+                .views
+                .node(ino.0)
+                .and_then(|(v, local)| v.read(local, offset, size))
+            {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(e),
             };
         }
         match self.timed(Op::Read, || self.fs.read(ino.0, offset, size as usize)) {
@@ -562,9 +640,22 @@ impl Filesystem for Adapter {
         if let Some(node) = self.control.node(ino.0) {
             return match self.control.check_access(req) {
                 Ok(()) => {
-                    let list = self.control.list(node);
+                    let mut list = self.control.list(node);
+                    if node == ControlNode::SyncPoints {
+                        list.extend(self.views.listing());
+                    }
                     reply.opened(self.add_handle(Handle::Dir(list)), FopenFlags::empty())
                 }
+                Err(e) => reply.error(e),
+            };
+        }
+        if views::decode(ino.0).is_some() {
+            return match self
+                .views
+                .node(ino.0)
+                .and_then(|(v, local)| v.listing(local))
+            {
+                Ok(list) => reply.opened(self.add_handle(Handle::Dir(list)), FopenFlags::empty()),
                 Err(e) => reply.error(e),
             };
         }
@@ -630,6 +721,10 @@ impl Filesystem for Adapter {
         for (i, e) in list.iter().enumerate() {
             let attr = match self.control.node(e.ino) {
                 Some(node) => self.control.attr(node),
+                None if views::decode(e.ino).is_some() => match self.views.getattr(e.ino) {
+                    Ok(a) => a,
+                    Err(err) => return reply.error(err),
+                },
                 None => match self.fs.getattr(e.ino) {
                     Ok(a) => self.attr(e.ino, &a),
                     // Removed since opendir: leave it out.
@@ -701,6 +796,9 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        if let Err(e) = self.outside_views(&[ino]) {
+            return reply.error(e);
+        }
         let mode = match flags {
             0 => XattrMode::Any,
             libc::XATTR_CREATE => XattrMode::Create,
@@ -719,6 +817,12 @@ impl Filesystem for Adapter {
         if self.control.node(ino.0).is_some() {
             return reply.error(Errno::ENODATA);
         }
+        if views::decode(ino.0).is_some() {
+            return match self.views.getxattr(ino.0, name.as_bytes()) {
+                Ok(value) => xattr_reply(reply, size, &value),
+                Err(e) => reply.error(e),
+            };
+        }
         match self.timed(Op::Xattr, || self.fs.getxattr(ino.0, name.as_bytes())) {
             Ok(v) => xattr_reply(reply, size, &v),
             Err(e) => reply.error(e),
@@ -728,6 +832,12 @@ impl Filesystem for Adapter {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         if self.control.node(ino.0).is_some() {
             return xattr_reply(reply, size, &[]);
+        }
+        if views::decode(ino.0).is_some() {
+            return match self.views.listxattr(ino.0) {
+                Ok(names) => xattr_reply(reply, size, &names),
+                Err(e) => reply.error(e),
+            };
         }
         match self.timed(Op::Xattr, || self.fs.listxattr(ino.0)) {
             Ok(names) => {
@@ -743,15 +853,25 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        empty(
-            reply,
-            self.change(Op::Xattr, || self.fs.removexattr(ino.0, name.as_bytes())),
-        );
+        let r = self
+            .outside_views(&[ino])
+            .and_then(|_| self.change(Op::Xattr, || self.fs.removexattr(ino.0, name.as_bytes())));
+        empty(reply, r);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
         if self.control.node(ino.0).is_some() {
             return empty(reply, self.control.check_access(req));
+        }
+        if let Some((_, local)) = views::decode(ino.0) {
+            let r = match local {
+                0 => Ok(()),
+                _ => self
+                    .views
+                    .node(ino.0)
+                    .and_then(|(v, local)| v.access(local, mask)),
+            };
+            return empty(reply, r);
         }
         let mask = mask.bits() as u32;
         if mask & libc::W_OK as u32 != 0 && self.read_only {
@@ -802,10 +922,10 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        empty(
-            reply,
-            self.change(Op::Write, || self.fs.fallocate(ino.0, offset, length, mode)),
-        );
+        let r = self.outside_views(&[ino]).and_then(|_| {
+            self.change(Op::Write, || self.fs.fallocate(ino.0, offset, length, mode))
+        });
+        empty(reply, r);
     }
 }
 

@@ -6,6 +6,7 @@
 use super::adapter::file_attr;
 use crate::control::{
     self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
+    SYNC_POINTS_DIR,
 };
 use crate::format::{FileKind, InodeAttrs};
 use crate::fs::{Entry, Fs};
@@ -21,6 +22,8 @@ const DIR_INO: u64 = u64::MAX - 15;
 const SYNC_POINT_INO: u64 = DIR_INO + 1;
 const STATS_INO: u64 = DIR_INO + 2;
 const STATUS_INO: u64 = DIR_INO + 3;
+/// `.lsvfs/sync-points`: its entries are views (see `views.rs`).
+pub const SYNC_POINTS_INO: u64 = DIR_INO + 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlNode {
@@ -28,6 +31,7 @@ pub enum ControlNode {
     SyncPoint,
     Stats,
     Status,
+    SyncPoints,
 }
 
 /// Per-handle state of an open control file.
@@ -84,6 +88,10 @@ impl Control {
         }
     }
 
+    pub fn owner(&self) -> u32 {
+        self.owner
+    }
+
     pub fn is_control_name(&self, name: &[u8]) -> bool {
         name == CONTROL_DIR.as_bytes()
     }
@@ -94,6 +102,7 @@ impl Control {
             SYNC_POINT_INO => Some(ControlNode::SyncPoint),
             STATS_INO => Some(ControlNode::Stats),
             STATUS_INO => Some(ControlNode::Status),
+            SYNC_POINTS_INO => Some(ControlNode::SyncPoints),
             _ => None,
         }
     }
@@ -104,6 +113,7 @@ impl Control {
             DIR_INO if name == SYNC_POINT_FILE.as_bytes() => Some(ControlNode::SyncPoint),
             DIR_INO if name == STATS_FILE.as_bytes() => Some(ControlNode::Stats),
             DIR_INO if name == STATUS_FILE.as_bytes() => Some(ControlNode::Status),
+            DIR_INO if name == SYNC_POINTS_DIR.as_bytes() => Some(ControlNode::SyncPoints),
             _ => None,
         }
     }
@@ -114,12 +124,14 @@ impl Control {
             ControlNode::SyncPoint => SYNC_POINT_INO,
             ControlNode::Stats => STATS_INO,
             ControlNode::Status => STATUS_INO,
+            ControlNode::SyncPoints => SYNC_POINTS_INO,
         }
     }
 
     pub fn attr(&self, node: ControlNode) -> FileAttr {
         let (kind, mode) = match node {
             ControlNode::Dir => (FileKind::Directory, 0o700),
+            ControlNode::SyncPoints => (FileKind::Directory, 0o500),
             ControlNode::SyncPoint => (FileKind::Regular, 0o600),
             ControlNode::Stats | ControlNode::Status => (FileKind::Regular, 0o400),
         };
@@ -141,6 +153,11 @@ impl Control {
                 entry(SYNC_POINT_FILE, SYNC_POINT_INO, FileKind::Regular),
                 entry(STATS_FILE, STATS_INO, FileKind::Regular),
                 entry(STATUS_FILE, STATUS_INO, FileKind::Regular),
+                entry(SYNC_POINTS_DIR, SYNC_POINTS_INO, FileKind::Directory),
+            ],
+            ControlNode::SyncPoints => vec![
+                entry(".", SYNC_POINTS_INO, FileKind::Directory),
+                entry("..", DIR_INO, FileKind::Directory),
             ],
             _ => Vec::new(),
         }
@@ -158,7 +175,7 @@ impl Control {
     pub fn open(&self, req: &Request, node: ControlNode) -> Result<ControlHandle, Errno> {
         self.check_access(req)?;
         match node {
-            ControlNode::Dir => Err(Errno::EISDIR),
+            ControlNode::Dir | ControlNode::SyncPoints => Err(Errno::EISDIR),
             ControlNode::SyncPoint => Ok(ControlHandle::SyncPoint(Arc::default())),
             ControlNode::Stats => Ok(ControlHandle::Snapshot(Arc::new(
                 self.metrics.render(&self.gauges()).into_bytes(),

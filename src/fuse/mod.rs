@@ -6,6 +6,7 @@
 mod adapter;
 mod control;
 mod view;
+mod views;
 
 use crate::control::Metrics;
 use crate::fs::Fs;
