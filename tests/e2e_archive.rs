@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::mount::{Mounted, lsvfs, run};
+use common::mount::{Mounted, SMALL_SEGMENTS, lsvfs, run};
 use serde_json::Value;
 use std::io::Write;
 
@@ -16,17 +16,7 @@ fn status(target: &std::path::Path) -> Value {
 
 #[test]
 fn segments_are_archived_and_status_reports_it() {
-    let m = Mounted::new(
-        &[
-            "--segment-size",
-            "256K",
-            "--working-set",
-            "8",
-            "--reserve",
-            "2",
-        ],
-        "",
-    );
+    let m = Mounted::new(&SMALL_SEGMENTS, "");
     // Four files rewritten over and over: little live data (the capacity
     // is 75 % of 8 × 256 KiB), many segments written and retired.
     let mut files = std::collections::BTreeMap::new();
@@ -47,14 +37,7 @@ fn segments_are_archived_and_status_reports_it() {
         }
     }
     // The archiver runs behind the writes; give it a moment to catch up.
-    let mut s = status(&m.mnt);
-    for _ in 0..100 {
-        if s["waiting_for_archive"] == 0 {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        s = status(&m.mnt);
-    }
+    let s = m.wait_archived();
     assert!(s["archived_segments"].as_u64().unwrap() >= 20, "{s}");
     assert!(s["segments_in_primary"].as_u64().unwrap() <= 10, "{s}");
     assert_eq!(s["store"]["ok"], true, "{s}");

@@ -9,7 +9,7 @@
 mod common;
 
 use common::facts::{Facts, assert_same, manifest, set_xattr};
-use common::mount::{Mounted, lsvfs, run};
+use common::mount::{Mounted, SMALL_SEGMENTS, lsvfs, run};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -125,31 +125,9 @@ fn with_view<T>(m: &Mounted, at: &str, f: impl FnOnce(&Path) -> T) -> T {
     f(dir.path())
 }
 
-fn drained(m: &Mounted) {
-    for _ in 0..300 {
-        let out = run(lsvfs().arg("status").arg(&m.mnt).arg("--json"));
-        let s: serde_json::Value = serde_json::from_str(&out).unwrap();
-        if s["waiting_for_archive"] == 0 {
-            return;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    panic!("the archiver did not catch up");
-}
-
 #[test]
 fn every_view_matches_the_tree_at_its_sync_point() {
-    let m = Mounted::new(
-        &[
-            "--segment-size",
-            "256K",
-            "--working-set",
-            "8",
-            "--reserve",
-            "2",
-        ],
-        "",
-    );
+    let m = Mounted::new(&SMALL_SEGMENTS, "");
     let mut rng = Rng(0x5eed);
     let mut recorded: BTreeMap<u64, BTreeMap<String, Facts>> = BTreeMap::new();
     for step in 0..240 {
@@ -183,7 +161,7 @@ fn every_view_matches_the_tree_at_its_sync_point() {
     for i in 0..12u8 {
         std::fs::write(&scratch, vec![i; 400_000]).unwrap();
     }
-    drained(&m);
+    m.wait_archived();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (stop, scratch) = (stop.clone(), scratch.clone());
@@ -304,4 +282,39 @@ fn bad_sync_points_are_one_line_and_mount_nothing() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn a_view_whose_archived_segment_is_gone_fails_naming_it() {
+    let m = Mounted::new(&["--segment-size", "256K", "--working-set", "8"], "");
+    std::fs::write(m.path("old"), vec![1u8; 300_000]).unwrap();
+    sync_point(&m, "old");
+    for i in 0..16u8 {
+        std::fs::write(m.path("scratch"), vec![i; 400_000]).unwrap();
+    }
+    m.wait_archived();
+    let archive = m.volume.join("archive");
+    let objects: Vec<PathBuf> = std::fs::read_dir(&archive)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "lsa"))
+        .collect();
+    assert!(!objects.is_empty());
+    let first = objects.iter().min().unwrap();
+    std::fs::remove_file(first).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let out = lsvfs()
+        .arg("mount")
+        .arg(&m.volume)
+        .arg(target.path())
+        .args(["--at", "old"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let name = first.file_name().unwrap().to_string_lossy();
+    assert!(err.contains(&*name), "the error names {name}: {err}");
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounted.contains(&*target.path().to_string_lossy()));
 }

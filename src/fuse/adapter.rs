@@ -688,19 +688,13 @@ impl Filesystem for Adapter {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let handles = self.handles();
         let Some(Handle::Dir(list)) = handles.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let name = OsStr::from_bytes(&e.name);
-            if reply.add(INodeNo(e.ino), i as u64 + 1, file_type(e.kind), name) {
-                break;
-            }
-        }
-        reply.ok();
+        fill_dir(reply, &list[(offset as usize).min(list.len())..], offset);
     }
 
     fn readdirplus(
@@ -709,7 +703,7 @@ impl Filesystem for Adapter {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
         let list: Vec<Entry> = {
             let handles = self.handles();
@@ -718,32 +712,18 @@ impl Filesystem for Adapter {
             };
             list.iter().skip(offset as usize).cloned().collect()
         };
-        for (i, e) in list.iter().enumerate() {
-            let attr = match self.control.node(e.ino) {
-                Some(node) => self.control.attr(node),
-                None if views::decode(e.ino).is_some() => match self.views.getattr(e.ino) {
-                    Ok(a) => a,
-                    Err(err) => return reply.error(err),
-                },
-                None => match self.fs.getattr(e.ino) {
-                    Ok(a) => self.attr(e.ino, &a),
-                    // Removed since opendir: leave it out.
-                    Err(_) => continue,
-                },
-            };
-            let name = OsStr::from_bytes(&e.name);
-            if reply.add(
-                INodeNo(e.ino),
-                offset + i as u64 + 1,
-                name,
-                &TTL,
-                &attr,
-                Generation(0),
-            ) {
-                break;
+        fill_dir_plus(reply, &list, offset, |e| match self.control.node(e.ino) {
+            Some(node) => Ok(Some((TTL, self.control.attr(node)))),
+            None if views::decode(e.ino).is_some() => {
+                self.views.getattr(e.ino).map(|a| Some((VIEW_TTL, a)))
             }
-        }
-        reply.ok();
+            // Removed since opendir: leave it out.
+            None => Ok(self
+                .fs
+                .getattr(e.ino)
+                .ok()
+                .map(|a| (TTL, self.attr(e.ino, &a)))),
+        });
     }
 
     fn releasedir(
@@ -927,6 +907,51 @@ impl Filesystem for Adapter {
         });
         empty(reply, r);
     }
+}
+
+/// Answers readdir with `list`, the entries from `offset` on.
+pub(super) fn fill_dir(mut reply: ReplyDirectory, list: &[Entry], offset: u64) {
+    for (i, e) in list.iter().enumerate() {
+        let name = OsStr::from_bytes(&e.name);
+        if reply.add(
+            INodeNo(e.ino),
+            offset + i as u64 + 1,
+            file_type(e.kind),
+            name,
+        ) {
+            break;
+        }
+    }
+    reply.ok();
+}
+
+/// Answers readdirplus with `list`, the entries from `offset` on, and the
+/// attributes `attr` gives for each (none: leave the entry out).
+pub(super) fn fill_dir_plus(
+    mut reply: ReplyDirectoryPlus,
+    list: &[Entry],
+    offset: u64,
+    attr: impl Fn(&Entry) -> Result<Option<(Duration, FileAttr)>, Errno>,
+) {
+    for (i, e) in list.iter().enumerate() {
+        let (ttl, attr) = match attr(e) {
+            Ok(Some(a)) => a,
+            Ok(None) => continue,
+            Err(err) => return reply.error(err),
+        };
+        let name = OsStr::from_bytes(&e.name);
+        if reply.add(
+            INodeNo(e.ino),
+            offset + i as u64 + 1,
+            name,
+            &ttl,
+            &attr,
+            Generation(0),
+        ) {
+            break;
+        }
+    }
+    reply.ok();
 }
 
 pub(super) fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {

@@ -92,6 +92,14 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
     }
 }
 
+/// Both paths made absolute, the mount point checked.
+fn absolute_paths(volume: &Path, mountpoint: &Path) -> Result<(PathBuf, PathBuf), MountError> {
+    let abs = |p: &Path| std::path::absolute(p).map_err(|e| MountError::Mountpoint(e.to_string()));
+    let (volume, mountpoint) = (abs(volume)?, abs(mountpoint)?);
+    check_mountpoint(&mountpoint)?;
+    Ok((volume, mountpoint))
+}
+
 /// How a view mount names its source in /proc/mounts: VOLUME + this + id.
 const VIEW_SOURCE: &str = ":sync-point-";
 
@@ -129,10 +137,7 @@ pub fn serve_view(
     opts: &MountOptions,
     ready: impl FnOnce(u64),
 ) -> Result<(), MountError> {
-    let volume = std::path::absolute(volume).map_err(|e| MountError::Mountpoint(e.to_string()))?;
-    let mountpoint =
-        std::path::absolute(mountpoint).map_err(|e| MountError::Mountpoint(e.to_string()))?;
-    check_mountpoint(&mountpoint)?;
+    let (volume, mountpoint) = absolute_paths(volume, mountpoint)?;
     let signals = block_signals();
     let view = crate::view::View::open(&volume, which)?;
     let id = view.point.info.id;
@@ -166,10 +171,7 @@ pub fn serve(
     opts: &MountOptions,
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
-    let volume = std::path::absolute(volume).map_err(|e| MountError::Mountpoint(e.to_string()))?;
-    let mountpoint =
-        std::path::absolute(mountpoint).map_err(|e| MountError::Mountpoint(e.to_string()))?;
-    check_mountpoint(&mountpoint)?;
+    let (volume, mountpoint) = absolute_paths(volume, mountpoint)?;
     // Before any thread starts (the writer starts in Volume::open), so that
     // no thread but the signal thread ever takes a stop signal.
     let signals = block_signals();

@@ -5,7 +5,7 @@
 //! (`.lsvfs/sync-points/ID/`, see `views.rs`). A view never changes, so
 //! the kernel may cache names, attributes and pages for as long as it likes.
 
-use super::adapter::{empty, file_attr, file_type, xattr_reply};
+use super::adapter::{empty, file_attr, fill_dir, fill_dir_plus, xattr_reply};
 use crate::format::FileKind;
 use crate::fs::{Entry, FsError};
 use crate::view::View;
@@ -272,23 +272,12 @@ impl Filesystem for ViewAdapter {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
-        let Some(list) = self.listed(fh, offset) else {
-            return reply.error(Errno::EBADF);
-        };
-        for (i, e) in list.iter().enumerate() {
-            let next = offset + i as u64 + 1;
-            if reply.add(
-                INodeNo(e.ino),
-                next,
-                file_type(e.kind),
-                OsStr::from_bytes(&e.name),
-            ) {
-                break;
-            }
+        match self.listed(fh, offset) {
+            Some(list) => fill_dir(reply, &list, offset),
+            None => reply.error(Errno::EBADF),
         }
-        reply.ok();
     }
 
     fn readdirplus(
@@ -297,23 +286,14 @@ impl Filesystem for ViewAdapter {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
-        let Some(list) = self.listed(fh, offset) else {
-            return reply.error(Errno::EBADF);
-        };
-        for (i, e) in list.iter().enumerate() {
-            let attr = match self.fs.getattr(e.ino) {
-                Ok(a) => a,
-                Err(err) => return reply.error(err),
-            };
-            let next = offset + i as u64 + 1;
-            let name = OsStr::from_bytes(&e.name);
-            if reply.add(INodeNo(e.ino), next, name, &VIEW_TTL, &attr, Generation(0)) {
-                break;
-            }
+        match self.listed(fh, offset) {
+            Some(list) => fill_dir_plus(reply, &list, offset, |e| {
+                self.fs.getattr(e.ino).map(|a| Some((VIEW_TTL, a)))
+            }),
+            None => reply.error(Errno::EBADF),
         }
-        reply.ok();
     }
 
     fn releasedir(

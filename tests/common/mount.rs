@@ -6,6 +6,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// `lsvfs create` arguments for a volume whose segments are retired after
+/// a few MiB of writes: 256 KiB segments, 8 in the working set, reserve 2.
+pub const SMALL_SEGMENTS: [&str; 6] = [
+    "--segment-size",
+    "256K",
+    "--working-set",
+    "8",
+    "--reserve",
+    "2",
+];
+
 pub fn lsvfs() -> Command {
     Command::new(env!("CARGO_BIN_EXE_lsvfs"))
 }
@@ -86,6 +97,25 @@ impl Mounted {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mnt = self.mnt.to_str().unwrap();
         info.lines().any(|l| l.split(' ').nth(4) == Some(mnt))
+    }
+
+    /// `lsvfs status --json` of the mount.
+    pub fn status(&self) -> serde_json::Value {
+        let out = run(lsvfs().arg("status").arg(&self.mnt).arg("--json"));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    }
+
+    /// Waits until the archiver has retired all beyond the working set;
+    /// returns the status then.
+    pub fn wait_archived(&self) -> serde_json::Value {
+        for _ in 0..300 {
+            let s = self.status();
+            if s["waiting_for_archive"] == 0 {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the archiver did not catch up");
     }
 
     /// The daemon's pid, from the volume's lock file.
