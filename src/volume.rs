@@ -268,6 +268,7 @@ impl Volume {
             None => writer::open_segment(&shared, next_seq, next_sync_id)?,
         };
         shared.sealed.store(tail.header.seq - 1, Ordering::SeqCst);
+        shared.segments.set_tail(tail.header.seq);
         let (tx, rx) = bounded(writer::QUEUE_LEN);
         let (link, archiver) = if options.no_archiver {
             (ArchiverLink::none(), None)

@@ -40,6 +40,12 @@ pub struct Segments {
     /// Another process appends and recycles (a view opened beside a
     /// mount): after each primary read, check the file is still there.
     foreign: bool,
+    /// The segment being appended to (0: unknown). Its handle reads with
+    /// the kernel's read-ahead off: read-ahead past the records would fill
+    /// the page cache with zeros of the unwritten rest of the file, which
+    /// the writer then overwrites (measured: 40 % of the daemon's time in a
+    /// sequential write went to that zeroing). Sealed segments read ahead.
+    tail: AtomicU64,
 }
 
 impl Segments {
@@ -59,6 +65,17 @@ impl Segments {
             retired_below: AtomicU64::new(retired_below),
             pin: RwLock::new(()),
             foreign: false,
+            tail: AtomicU64::new(0),
+        }
+    }
+
+    /// The writer opened segment `seq` as its tail; the one before it is
+    /// sealed and may be read ahead again.
+    pub fn set_tail(&self, seq: u64) {
+        self.tail.store(seq, Ordering::SeqCst);
+        let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = seq.checked_sub(1).and_then(|s| files.get(&s)) {
+            segment::advise_random(f, false);
         }
     }
 
@@ -141,6 +158,9 @@ impl Segments {
             return Ok(f.clone());
         }
         let file = Arc::new(segment::open_read(&self.dir, seq)?);
+        if seq == self.tail.load(Ordering::SeqCst) {
+            segment::advise_random(&file, true);
+        }
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
         Ok(files.entry(seq).or_insert(file).clone())
     }

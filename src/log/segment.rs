@@ -124,7 +124,7 @@ pub fn recycle(dir: &Path, seq: u64) -> Result<PathBuf> {
 
 pub fn open_read(dir: &Path, seq: u64) -> Result<File> {
     let path = segment_path(dir, seq);
-    File::open(&path).map_err(|e| {
+    let file = File::open(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             Error::SegmentMissing { seq }
         } else {
@@ -133,7 +133,19 @@ pub fn open_read(dir: &Path, seq: u64) -> Result<File> {
                 source: e,
             }
         }
-    })
+    })?;
+    Ok(file)
+}
+
+/// Turns the kernel's read-ahead on a segment file off (`random`) or back on.
+pub fn advise_random(file: &File, random: bool) {
+    use std::os::fd::AsRawFd;
+    let advice = match random {
+        true => libc::POSIX_FADV_RANDOM,
+        false => libc::POSIX_FADV_NORMAL,
+    };
+    // SAFETY: posix_fadvise on a valid descriptor; no memory is passed.
+    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
 }
 
 pub fn read_exact_at(file: &File, seq: u64, buf: &mut [u8], offset: u64) -> Result<()> {
