@@ -166,6 +166,7 @@ impl Volume {
                 }
                 Err(ArchiveError::Lost {
                     seq,
+                    object: archive.object_name(seq),
                     store: archive.store().describe(),
                 }
                 .into())

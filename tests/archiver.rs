@@ -326,7 +326,8 @@ fn header(vol: &Volume, dir: &Path, seq: u64) -> SegmentHeader {
 }
 
 fn object(dir: &Path, seq: u64) -> PathBuf {
-    dir.join("archive").join(format!("{seq:016}.lsa"))
+    let volume = Policy::load(dir).unwrap().volume_id;
+    dir.join("archive").join(format!("{volume}-{seq:016}.lsa"))
 }
 
 #[test]
@@ -455,4 +456,31 @@ fn without_the_archiver_writes_never_wait_and_primary_grows() {
     assert!(primary_segments(&dir) > (W + RESERVE) as u64);
     assert_eq!(fs.volume().status().archived_segments, 0);
     work.check(fs.volume());
+}
+
+#[test]
+fn two_volumes_share_one_store_without_touching_each_other() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BackingStore> = Arc::new(Memory::new());
+    let mut vols = Vec::new();
+    for (i, name) in ["a", "b"].iter().enumerate() {
+        let dir = tmp.path().join(name);
+        Volume::create(&dir, &tiny_policy()).unwrap();
+        let fs = open(&dir, &store, None);
+        let mut work = Work::new(100 + i as u64);
+        for _ in 0..1500 {
+            work.step(&fs).unwrap();
+        }
+        work.point(&fs);
+        drained(&fs);
+        vols.push((dir, fs, work));
+    }
+    let names = store.list().unwrap();
+    for (dir, fs, work) in &vols {
+        let id = Policy::load(dir).unwrap().volume_id;
+        let own = names.iter().filter(|(n, _)| n.starts_with(&id)).count() as u64;
+        assert!(own > 0);
+        assert_eq!(fs.volume().status().archived_segments, own);
+        work.check(fs.volume());
+    }
 }

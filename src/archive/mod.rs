@@ -40,10 +40,13 @@ pub enum ArchiveError {
         store: String,
     },
     #[error(
-        "segment {seq} is neither in primary storage nor in the backing store {store} (object {})",
-        crate::format::archive::object_name(*seq)
+        "segment {seq} is neither in primary storage nor in the backing store {store} (object {object})"
     )]
-    Lost { seq: u64, store: String },
+    Lost {
+        seq: u64,
+        object: String,
+        store: String,
+    },
     #[error("cannot compress segment {seq}: {source}")]
     Compress { seq: u64, source: std::io::Error },
     #[error(
@@ -105,7 +108,7 @@ impl Archive {
             .store
             .list()?
             .into_iter()
-            .filter_map(|(name, size)| object::seq_of(&name).map(|seq| (seq, size)))
+            .filter_map(|(name, size)| object::seq_of(self.volume_id, &name).map(|seq| (seq, size)))
             .collect();
         *lock(&self.objects) = Some(objects);
         Ok(())
@@ -114,6 +117,11 @@ impl Archive {
     /// Whether the store could be listed (else `contains` knows nothing).
     pub fn listed(&self) -> bool {
         lock(&self.objects).is_some()
+    }
+
+    /// The name of segment `seq`'s object in the store.
+    pub fn object_name(&self, seq: u64) -> String {
+        object::object_name(self.volume_id, seq)
     }
 
     pub fn store(&self) -> &dyn BackingStore {
@@ -139,7 +147,7 @@ impl Archive {
     fn damaged(&self, seq: u64) -> impl FnOnce(DecodeError) -> ArchiveError + '_ {
         move |source| ArchiveError::Damaged {
             seq,
-            object: object::object_name(seq),
+            object: self.object_name(seq),
             store: self.store.describe(),
             source,
         }
@@ -157,7 +165,7 @@ impl Archive {
     ) -> Result<Stored> {
         let bytes = object::encode(raw, footer, summary, self.level, self.threads)
             .map_err(|source| ArchiveError::Compress { seq, source })?;
-        let name = object::object_name(seq);
+        let name = self.object_name(seq);
         self.store.put(&name, &bytes)?;
         let back = self.store.get(&name)?;
         let trailer = object::verify(&back, raw).map_err(|_| ArchiveError::Mismatch {
@@ -185,10 +193,11 @@ impl Archive {
         if let Some(t) = lock(&self.trailers).get(&seq) {
             return Ok(t.clone());
         }
-        let name = object::object_name(seq);
+        let name = self.object_name(seq);
         let size = self.store.size(&name).map_err(|e| match e.is_not_found() {
             true => ArchiveError::Lost {
                 seq,
+                object: name.clone(),
                 store: self.store.describe(),
             },
             false => e.into(),
@@ -241,7 +250,7 @@ impl Archive {
             return Ok(f);
         }
         let (at, len) = t.frame_span(i);
-        let compressed = self.store.get_range(&object::object_name(seq), at, len)?;
+        let compressed = self.store.get_range(&self.object_name(seq), at, len)?;
         let frame = Arc::new(
             t.decompress_frame(i, &compressed)
                 .map_err(self.damaged(seq))?,

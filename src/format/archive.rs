@@ -6,7 +6,7 @@
 //! An object is the segment's bytes `[0, records_end)` (header block and
 //! records) cut into frames of `frame_raw` bytes, each compressed as an
 //! independent zstd frame with zstd's content checksum, then a trailer and a
-//! fixed 16-byte tail:
+//! fixed 16-byte tail (the object is named `{volume id}-{seq:016}.lsa`):
 //! ```text
 //! frames   frame 0 | frame 1 | ... | frame n-1
 //! trailer   0 [8] magic "LSVFSARC"   8 u16 version   10 u16 zero
@@ -21,9 +21,9 @@
 //! tail      0 u64 trailer length (crc included)   8 [8] magic "LSVFSTRL"
 //! ```
 
-use super::FORMAT_VERSION;
 use super::codec::*;
 use super::segment::{FOOTER_LEN, Footer, SegmentHeader};
+use super::{FORMAT_VERSION, VolumeId};
 
 pub const ARCHIVE_MAGIC: [u8; 8] = *b"LSVFSARC";
 const TAIL_MAGIC: [u8; 8] = *b"LSVFSTRL";
@@ -51,14 +51,18 @@ pub struct Trailer {
     pub raw_crc: u32,
 }
 
-/// The name of segment `seq`'s object in the backing store.
-pub fn object_name(seq: u64) -> String {
-    format!("{seq:016}.lsa")
+/// The name of segment `seq`'s object in the backing store. The volume id
+/// comes first, so that volumes sharing one store (one bucket for many
+/// hosts) never overwrite each other's objects.
+pub fn object_name(volume: VolumeId, seq: u64) -> String {
+    format!("{}-{seq:016}.lsa", volume.to_hex())
 }
 
-/// The segment an object name stands for.
-pub fn seq_of(name: &str) -> Option<u64> {
-    let digits = name.strip_suffix(".lsa")?;
+/// The segment of `volume` an object name stands for (None for another
+/// volume's objects and other names).
+pub fn seq_of(volume: VolumeId, name: &str) -> Option<u64> {
+    let rest = name.strip_prefix(&volume.to_hex())?.strip_prefix('-')?;
+    let digits = rest.strip_suffix(".lsa")?;
     (digits.len() == 16 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
@@ -410,10 +414,19 @@ mod tests {
 
     #[test]
     fn names() {
-        assert_eq!(object_name(42), "0000000000000042.lsa");
-        assert_eq!(seq_of("0000000000000042.lsa"), Some(42));
-        for bad in ["42.lsa", "000000000000004x.lsa", "0000000000000042.seg"] {
-            assert_eq!(seq_of(bad), None);
+        let v = VolumeId([0xab; 16]);
+        let name = object_name(v, 42);
+        assert_eq!(name, format!("{}-0000000000000042.lsa", "ab".repeat(16)));
+        assert_eq!(seq_of(v, &name), Some(42));
+        assert_eq!(seq_of(VolumeId([1; 16]), &name), None, "another volume's");
+        let hex = v.to_hex();
+        for bad in [
+            "0000000000000042.lsa".to_string(),
+            format!("{hex}-000000000000004x.lsa"),
+            format!("{hex}-0000000000000042.seg"),
+            format!("{hex}-42.lsa"),
+        ] {
+            assert_eq!(seq_of(v, &bad), None, "{bad}");
         }
     }
 }
