@@ -227,6 +227,7 @@ impl Volume {
                     last_crc: scan.last_crc,
                     summary,
                     count: recs.entries.len() as u32,
+                    sealed: false,
                 });
             }
         } else if next_seq > 1 {

@@ -484,3 +484,69 @@ fn two_volumes_share_one_store_without_touching_each_other() {
         work.check(fs.volume());
     }
 }
+
+/// Primary storage's own filesystem full when a segment must be created:
+/// ENOSPC for that write, the volume stays usable and closes cleanly;
+/// reopening is refused with ENOSPC until there is room, then everything
+/// written before is there. (A 1 MiB tmpfs; needs root.)
+#[test]
+fn a_full_disk_at_segment_creation_is_enospc_not_a_poisoned_volume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path();
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1M", "tmpfs"])
+        .arg(mnt)
+        .status()
+        .unwrap();
+    assert!(status.success(), "mount tmpfs (needs root)");
+    struct Umount<'a>(&'a Path);
+    impl Drop for Umount<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(self.0).status();
+        }
+    }
+    let _guard = Umount(mnt);
+    let dir = mnt.join("v");
+    let mut policy = tiny_policy();
+    policy.segment_size = 256 << 10;
+    Volume::create(&dir, &policy).unwrap();
+    let fs = Fs::new(Volume::open(&dir).unwrap()).unwrap();
+    let (ino, _) = fs.create_file(ROOT_INO, b"f", 0o644, ROOT_OWNER).unwrap();
+    let chunk = vec![7u8; 32 << 10];
+    let mut written = 0u64;
+    let err = loop {
+        match fs.write(ino, written, &chunk) {
+            Ok(n) => written += n as u64,
+            Err(e) => break e,
+        }
+        assert!(written < 4 << 20, "the 1 MiB disk never filled");
+    };
+    assert_eq!(err.errno(), libc::ENOSPC, "{err:?}");
+    // Still usable: reads, an fsync, a second ENOSPC rather than EIO.
+    assert_eq!(
+        fs.read(ino, 0, written as usize).unwrap(),
+        vec![7u8; written as usize]
+    );
+    fs.fsync().unwrap();
+    assert_eq!(
+        fs.write(ino, written, &chunk).unwrap_err().errno(),
+        libc::ENOSPC
+    );
+    fs.into_volume().close().unwrap();
+    // Opening needs a new tail segment: refused while the disk is full,
+    // saying so, and fine once there is room.
+    let err = Volume::open(&dir).err().unwrap();
+    assert!(matches!(err, lsvfs::Error::NoSpace(_)), "{err}");
+    let grown = std::process::Command::new("mount")
+        .args(["-o", "remount,size=4M"])
+        .arg(mnt)
+        .status()
+        .unwrap();
+    assert!(grown.success());
+    let fs = Fs::new(Volume::open(&dir).unwrap()).unwrap();
+    assert_eq!(
+        fs.read(ino, 0, written as usize).unwrap(),
+        vec![7u8; written as usize]
+    );
+    fs.into_volume().close().unwrap();
+}

@@ -4,9 +4,10 @@
 //! queued into one batch, appends the batch with one write, publishes the
 //! new positions in the index, and answers. Requests for durability in the
 //! batch (fsync, sync points, close) share one fdatasync: group commit. A
-//! group that does not fit the current segment opens the next one (reusing
-//! a recycled file when there is one) and seals the old one (summary,
-//! fdatasync, footer, fdatasync). Any I/O failure poisons the volume.
+//! group that does not fit the current segment seals it (summary,
+//! fdatasync, footer, fdatasync) and opens the next one, reusing a recycled
+//! file when there is one. A full disk at that point fails the group with
+//! ENOSPC; any other I/O failure poisons the volume.
 //!
 //! The archiver talks to the writer on a channel of its own: its
 //! copy-forward requests are served even while user writes wait for space
@@ -74,6 +75,10 @@ pub struct Tail {
     /// Encoded summary entries of the records written so far.
     pub summary: Vec<u8>,
     pub count: u32,
+    /// Summary and footer are written: nothing more goes in. Set when the
+    /// next segment could not be created yet (a full disk); the next group
+    /// tries again.
+    pub sealed: bool,
 }
 
 pub struct Writer {
@@ -494,6 +499,9 @@ impl Writer {
 
     /// Bytes left in the tail for records and their summary entries.
     fn room(&self) -> usize {
+        if self.tail.sealed {
+            return 0;
+        }
         self.shared.segment_size as usize
             - FOOTER_LEN
             - self.tail.pos as usize
@@ -544,34 +552,39 @@ impl Writer {
         Ok(())
     }
 
-    /// Opens the next segment and seals the current one.
+    /// Seals the current segment, then opens the next. In this order a
+    /// crash leaves either the old segment unsealed and last (recovery
+    /// scans it) or sealed; never an unsealed one behind a newer file.
     fn rotate(&mut self, b: &mut Batch) -> Result<()> {
         self.flush(b)?;
         let seq = self.tail.header.seq;
-        let next = open_segment(&self.shared, seq + 1, self.next_sync_id)?;
-        let t = &self.tail;
-        let footer = Footer {
-            seq,
-            records_end: t.pos,
-            record_count: t.count,
-            last_crc: t.last_crc,
-            summary_len: t.summary.len() as u32,
-            summary_crc: crc32c::crc32c(&t.summary),
-        };
-        let footer_at = self.shared.segment_size - FOOTER_LEN as u64;
-        // The summary is durable before the footer that vouches for it.
-        t.file
-            .write_all_at(&t.summary, t.pos as u64)
-            .and_then(|_| t.file.sync_data())
-            .and_then(|_| t.file.write_all_at(&footer.encode(), footer_at))
-            .and_then(|_| t.file.sync_data())
-            .map_err(io(format!("cannot seal segment {seq}")))?;
-        self.tail = next;
+        if !self.tail.sealed {
+            let t = &self.tail;
+            let footer = Footer {
+                seq,
+                records_end: t.pos,
+                record_count: t.count,
+                last_crc: t.last_crc,
+                summary_len: t.summary.len() as u32,
+                summary_crc: crc32c::crc32c(&t.summary),
+            };
+            let footer_at = self.shared.segment_size - FOOTER_LEN as u64;
+            // The summary is durable before the footer that vouches for it.
+            t.file
+                .write_all_at(&t.summary, t.pos as u64)
+                .and_then(|_| t.file.sync_data())
+                .and_then(|_| t.file.write_all_at(&footer.encode(), footer_at))
+                .and_then(|_| t.file.sync_data())
+                .map_err(io(format!("cannot seal segment {seq}")))?;
+            self.tail.sealed = true;
+            self.shared.set_durable(self.end());
+            self.shared.sealed.store(seq, Ordering::SeqCst);
+            let _ = self.shared.archiver_wake.0.try_send(());
+        }
+        // A full disk fails only the group that needed the segment.
+        self.tail = open_segment(&self.shared, seq + 1, self.next_sync_id)?;
         self.shared.segments.set_tail(seq + 1);
         b.at = self.tail.pos;
-        self.shared.set_durable(self.end());
-        self.shared.sealed.store(seq, Ordering::SeqCst);
-        let _ = self.shared.archiver_wake.0.try_send(());
         log::debug!("sealed segment {seq}, opened {}", seq + 1);
         Ok(())
     }
@@ -634,6 +647,7 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
         last_crc: crc,
         summary: Vec::new(),
         count: 0,
+        sealed: false,
     })
 }
 
