@@ -138,6 +138,11 @@ impl Volume {
             policy.compression_level,
             policy.cache_size,
         ));
+        // A store that cannot be listed now is not an error: the live data
+        // is all in primary storage, and the archiver lists it again later.
+        if let Err(e) = archive.relist() {
+            log::warn!("cannot list the backing store yet: {e}");
+        }
 
         let mut index = Index::new(block_size);
         let mut next_ino = ROOT_INO + 1;

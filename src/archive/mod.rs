@@ -77,16 +77,16 @@ pub struct Archive {
 }
 
 impl Archive {
-    /// Opens the archive of a volume in `store` and lists what it holds.
-    /// A store that cannot be listed now is not an error: the volume's live
-    /// data is all in primary storage; see [`Archive::listed`].
+    /// The archive of a volume in `store`, not yet listed: reading objects
+    /// by name needs no listing (views); [`Archive::relist`] learns which
+    /// segments are archived (the live volume).
     pub fn open(
         store: Arc<dyn BackingStore>,
         volume_id: VolumeId,
         level: i32,
         cache_size: u64,
     ) -> Archive {
-        let archive = Archive {
+        Archive {
             store,
             volume_id,
             level,
@@ -95,11 +95,7 @@ impl Archive {
             cache: FrameCache::new(cache_size),
             trailers: Mutex::new(HashMap::new()),
             objects: Mutex::new(None),
-        };
-        if let Err(e) = archive.relist() {
-            log::warn!("cannot list the backing store yet: {e}");
         }
-        archive
     }
 
     /// Lists the store again.
