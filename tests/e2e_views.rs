@@ -118,7 +118,8 @@ fn with_view<T>(m: &Mounted, at: &str, f: impl FnOnce(&Path) -> T) -> T {
     struct Unmount<'a>(&'a Path);
     impl Drop for Unmount<'_> {
         fn drop(&mut self) {
-            let _ = lsvfs().arg("unmount").arg(self.0).status();
+            // A view has nothing to flush: detach even if a file is open.
+            let _ = lsvfs().args(["unmount", "--lazy"]).arg(self.0).status();
         }
     }
     let _guard = Unmount(dir.path());

@@ -88,12 +88,17 @@ impl Views {
 
     /// The view of sync point `id`, built if need be.
     pub fn get(&self, id: u64) -> Result<Arc<ViewFs<InView>>, Errno> {
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(i) = cache.iter().position(|v| v.view.point.info.id == id) {
-            let v = cache.remove(i);
-            cache.insert(0, v.clone());
-            return Ok(v);
+        let lock = || self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        {
+            let mut cache = lock();
+            if let Some(i) = cache.iter().position(|v| v.view.point.info.id == id) {
+                let v = cache.remove(i);
+                cache.insert(0, v.clone());
+                return Ok(v);
+            }
         }
+        // Built without the lock: other views stay usable meanwhile (two
+        // first uses of one view may both build it; one is kept).
         let view = match self.fs.volume().view(id) {
             Ok(v) => v,
             Err(crate::Error::UnknownSyncPoint(_)) => return Err(Errno::ENOENT),
@@ -104,6 +109,8 @@ impl Views {
         };
         let map = InView { id, dir: self.dir };
         let v = Arc::new(ViewFs { view, map });
+        let mut cache = lock();
+        cache.retain(|c| c.view.point.info.id != id);
         cache.insert(0, v.clone());
         cache.truncate(CACHED);
         Ok(v)
