@@ -87,12 +87,21 @@ impl Cluster {
             self.port,
             self.socket.path().display()
         );
-        run(as_user(&bin("pg_ctl"))
+        let log = self.socket.path().join("pg.log");
+        let out = as_user(&bin("pg_ctl"))
             .args(["-w", "-t", "300", "-l"])
-            .arg(self.socket.path().join("pg.log"))
+            .arg(&log)
             .args(["-o", &opts, "-D"])
             .arg(&self.data)
-            .arg("start"));
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start failed: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     fn stop(&self) {
@@ -222,7 +231,20 @@ fn pgbench_then_amcheck_and_checksums_clean_and_after_kill_9() {
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
     let _ = Command::new("pkill").args(["-9", "-u", USER]).status();
-    std::thread::sleep(Duration::from_millis(500));
+    // The new postmaster refuses to start while the old one's pid is alive
+    // (its socket lock names it): wait until every process is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while Command::new("pgrep")
+        .args(["-u", USER])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "processes of {USER} survive kill -9"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     m.mount();
     std::fs::remove_file(cluster.data.join("postmaster.pid")).ok();
     cluster.start();
