@@ -5,8 +5,9 @@
 //!   uniform random overwrites.
 //!
 //! ```text
-//! cargo run --release --example archive_bench -- [--quick] [--no-amplification] [DIR]
+//! cargo run --release --example archive_bench -- [--quick] [--no-amplification] [--json FILE] [DIR]
 //! ```
+//! `--json FILE` also writes the figures as JSON (what `tools/bench` reads).
 //! DIR (default: a new directory under /var/tmp) must have room for about
 //! 3 GiB. The segments are filled with the files under /usr/share and
 //! /usr/lib (text, binaries, compressed data): a realistic mix.
@@ -181,7 +182,7 @@ fn lsvfs_encode(segments: &[Sealed], level: i32, threads: usize) -> (Duration, u
     (start.elapsed(), stored)
 }
 
-fn throughput(root: &Path, quick: bool) {
+fn throughput(root: &Path, quick: bool) -> serde_json::Value {
     let dir = root.join("corpus");
     let files = fill(&dir, if quick { 256 } else { 1024 } * MIB);
     let volume = Policy::load(&dir).unwrap().volume_id().unwrap();
@@ -213,7 +214,9 @@ fn throughput(root: &Path, quick: bool) {
         "{:<40} {:>8} {:>11} {:>7}",
         "", "MiB/s", "stored MiB", "ratio"
     );
-    for level in [3, 9] {
+    let mut levels = serde_json::Map::new();
+    let levels_measured: &[i32] = if quick { &[3] } else { &[3, 9] };
+    for &level in levels_measured {
         let mut rows = Vec::new();
         // A first run warms the page cache, so that every row reads memory.
         zstd_cli(&inputs, level, root);
@@ -241,6 +244,13 @@ fn throughput(root: &Path, quick: bool) {
         println!("level {level}:");
         let rate = |t: Duration| input as f64 / MIB as f64 / t.as_secs_f64();
         let (cli_t, cli_stored) = rows[0].1;
+        let figures: Vec<_> = rows
+            .iter()
+            .map(|(what, (t, stored))| {
+                serde_json::json!({"what": what, "mib_s": rate(*t), "stored_bytes": stored})
+            })
+            .collect();
+        levels.insert(level.to_string(), figures.into());
         for (what, (t, stored)) in &rows {
             println!(
                 "  {what:<38} {:>8.1} {:>11.1} {:>7.3}   vs zstd: speed {:.2}, size {:+.2} %",
@@ -255,6 +265,7 @@ fn throughput(root: &Path, quick: bool) {
     for path in inputs {
         std::fs::remove_file(path).unwrap();
     }
+    serde_json::json!({"segments": segments.len(), "input_bytes": input, "levels": levels})
 }
 
 /// Write amplification of the archiver's copies at `fraction` live data:
@@ -305,20 +316,40 @@ fn amplification(root: &Path, fraction: f64, quick: bool) -> f64 {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
-    let root = match args.iter().find(|a| !a.starts_with("--")) {
-        Some(d) => PathBuf::from(d),
+    let json = args
+        .iter()
+        .position(|a| a == "--json")
+        .map(|i| PathBuf::from(args.get(i + 1).expect("--json needs a file")));
+    let root = match args
+        .iter()
+        .enumerate()
+        .find(|(i, a)| !a.starts_with("--") && (*i == 0 || args[i - 1] != "--json"))
+    {
+        Some((_, d)) => PathBuf::from(d),
         None => tempfile_dir(),
     };
     std::fs::create_dir_all(&root).unwrap();
-    throughput(&root, quick);
+    let archive = throughput(&root, quick);
+    let mut amplification_rows = Vec::new();
     if !args.iter().any(|a| a == "--no-amplification") {
         println!("copy-forward write amplification, uniform random 4 KiB overwrites:");
-        for fraction in [0.25, 0.5, 0.75] {
+        let fractions: &[f64] = if quick {
+            &[0.25, 0.5, 0.75]
+        } else {
+            &[0.1, 0.25, 0.4, 0.5, 0.6, 0.75]
+        };
+        for &fraction in fractions {
             let wa = amplification(&root, fraction, quick);
             println!("  {:>3.0} % live: {wa:.2}", fraction * 100.0);
+            amplification_rows
+                .push(serde_json::json!({"live_fraction": fraction, "write_amplification": wa}));
         }
     }
     std::fs::remove_dir_all(&root).unwrap();
+    if let Some(path) = json {
+        let out = serde_json::json!({"archive": archive, "amplification": amplification_rows});
+        std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    }
 }
 
 fn tempfile_dir() -> PathBuf {

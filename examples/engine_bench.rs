@@ -2,8 +2,9 @@
 //! rebuild (recovery) time, and the writer's single-thread append throughput.
 //!
 //! ```text
-//! cargo run --release --example engine_bench -- [--quick] [DIR]
+//! cargo run --release --example engine_bench -- [--quick] [--json FILE] [DIR]
 //! ```
+//! `--json FILE` also writes the figures as JSON (what `tools/bench` reads).
 //! DIR (default: a new directory under /tmp) must have room for about 7 GiB
 //! (1.5 GiB with --quick). Run as root to measure cold-cache rebuilds (the
 //! page cache is dropped through /proc/sys/vm/drop_caches); otherwise they
@@ -125,7 +126,7 @@ fn measure_open(dir: &Path, cold: bool) -> (Duration, isize, u64, bool) {
     (took, heap, blocks, cold)
 }
 
-fn rebuild(root: &Path, label: &str, total: u64, shuffled: bool) {
+fn rebuild(root: &Path, label: &str, total: u64, shuffled: bool) -> serde_json::Value {
     let dir = fresh(root, label);
     let t = Instant::now();
     fill(&dir, total, shuffled);
@@ -147,11 +148,17 @@ fn rebuild(root: &Path, label: &str, total: u64, shuffled: bool) {
         heap as f64 / blocks as f64,
     );
     std::fs::remove_dir_all(&dir).unwrap();
+    serde_json::json!({
+        "label": label, "bytes": total, "segments": segments, "live_blocks": blocks,
+        "index_heap_bytes": heap, "index_bytes_per_block": heap as f64 / blocks as f64,
+        "rebuild_warm_s": warm.as_secs_f64(),
+        "rebuild_cold_s": was_cold.then_some(cold.as_secs_f64()),
+    })
 }
 
 /// Appends `group` bytes per commit for about `secs`, optionally with an
 /// fsync after each, and prints the payload throughput.
-fn append(root: &Path, group: u64, fsync_each: bool, secs: f64) {
+fn append(root: &Path, group: u64, fsync_each: bool, secs: f64) -> serde_json::Value {
     let label = format!("append-{}k-{}", group / 1024, fsync_each);
     let dir = fresh(root, &label);
     let vol = Volume::open(&dir).unwrap();
@@ -188,14 +195,21 @@ fn append(root: &Path, group: u64, fsync_each: bool, secs: f64) {
     );
     vol.close().unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
+    serde_json::json!({
+        "record_bytes": group, "fsync_each": fsync_each,
+        "mib_s": bytes as f64 / MIB as f64 / took,
+    })
 }
 
 fn main() {
     let mut quick = false;
     let mut root = None;
-    for arg in std::env::args().skip(1) {
+    let mut json = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => quick = true,
+            "--json" => json = Some(PathBuf::from(args.next().expect("--json needs a file"))),
             _ => root = Some(PathBuf::from(arg)),
         }
     }
@@ -205,13 +219,19 @@ fn main() {
         p
     });
     let secs = if quick { 1.0 } else { 5.0 };
-    for (group, fsync) in [(BLOCK, false), (BLOCK, true), (MIB, false), (MIB, true)] {
-        append(&root, group, fsync, secs);
-    }
+    let appends: Vec<_> = [(BLOCK, false), (BLOCK, true), (MIB, false), (MIB, true)]
+        .into_iter()
+        .map(|(group, fsync)| append(&root, group, fsync, secs))
+        .collect();
     let sizes: &[u64] = if quick { &[1024] } else { &[1024, 4096] };
-    for &mib in sizes {
-        rebuild(&root, &format!("sequential-{mib}M"), mib * MIB, false);
-    }
-    rebuild(&root, "scattered-256M", 256 * MIB, true);
+    let mut rebuilds: Vec<_> = sizes
+        .iter()
+        .map(|&mib| rebuild(&root, &format!("sequential-{mib}M"), mib * MIB, false))
+        .collect();
+    rebuilds.push(rebuild(&root, "scattered-256M", 256 * MIB, true));
     std::fs::remove_dir_all(&root).ok();
+    if let Some(path) = json {
+        let out = serde_json::json!({"append": appends, "rebuild": rebuilds});
+        std::fs::write(path, serde_json::to_string_pretty(&out).unwrap()).unwrap();
+    }
 }

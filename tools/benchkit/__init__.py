@@ -1,0 +1,1 @@
+"""Workloads and helpers of tools/bench (see its docstring)."""

@@ -1,0 +1,149 @@
+"""pgbench on the native directory and on lsvfs, and the cost of a 1-second
+RPO: the same lsvfs cluster with a sync point taken every second through the
+control file, whose latencies are recorded."""
+
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import threading
+import time
+
+from .common import Volume, alternate, compare, percentile, print_row, sh
+
+BIN = "/usr/lib/postgresql/15/bin"
+USER = "lsvfs-bench"
+
+
+def ensure_postgres():
+    if not os.path.exists(os.path.join(BIN, "pgbench")):
+        sh("apt-get", "install", "-y", "-qq", "postgresql-15")
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        sh("useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", USER)
+
+
+def as_user(*args):
+    return sh("runuser", "-u", USER, "--", *args)
+
+
+class Cluster:
+    """A PostgreSQL 15 cluster in `data`, listening on a socket in `sock`."""
+
+    def __init__(self, data, sock, port):
+        self.data, self.sock, self.port = data, sock, port
+        for d in (data, sock):
+            os.makedirs(d)
+            shutil.chown(d, USER)
+        as_user(f"{BIN}/initdb", "--auth=trust", "-U", "postgres", "-D", data)
+        opts = (f"-p {port} -k {sock} -c listen_addresses='' -c shared_buffers=128MB "
+                "-c max_wal_size=1GB")
+        as_user(f"{BIN}/pg_ctl", "-w", "-t", "300", "-l", os.path.join(sock, "log"),
+                "-o", opts, "-D", data, "start")
+
+    def client(self, program, *args):
+        return as_user(f"{BIN}/{program}", "-h", self.sock, "-p", str(self.port),
+                       "-U", "postgres", *args)
+
+    def stop(self):
+        subprocess.run(["runuser", "-u", USER, "--", f"{BIN}/pg_ctl", "-w", "-m", "fast",
+                        "-D", self.data, "stop"], capture_output=True)
+
+
+def pgbench(cluster, secs):
+    """One run of 4 clients; returns (tps, average latency ms)."""
+    cluster.client("psql", "-qc", "checkpoint", "postgres")
+    out = cluster.client("pgbench", "-c", "4", "-j", "2", "-T", str(secs), "-n", "postgres")
+    tps = float(re.search(r"^tps = ([0-9.]+)", out, re.M).group(1))
+    latency = float(re.search(r"^latency average = ([0-9.]+) ms", out, re.M).group(1))
+    return tps, latency
+
+
+class SyncPoints(threading.Thread):
+    """Takes one sync point per second on `volume` until stopped; records
+    (seconds since start, latency in ms) of each."""
+
+    def __init__(self, volume):
+        super().__init__(daemon=True)
+        self.volume, self.samples, self.stopping = volume, [], threading.Event()
+        self.error = None
+
+    def run(self):
+        start = time.monotonic()
+        n = 0
+        while not self.stopping.is_set():
+            try:
+                _, took = self.volume.sync_point(f"bench {n}")
+            except OSError as e:
+                self.error = e
+                return
+            self.samples.append((time.monotonic() - start, took * 1e3))
+            n += 1
+            self.stopping.wait(max(0.0, start + n - time.monotonic()))
+
+    def finish(self):
+        self.stopping.set()
+        self.join()
+        if self.error:
+            raise self.error
+        return self.samples
+
+
+SIDES = ["native", "lsvfs", "lsvfs+sync-points"]
+
+
+def section(work, quick, pairs):
+    """pgbench (scale 20, 4 clients, 60 s; --quick: scale 5, 5 s) on the
+    three sides in turn; returns rows, figures and the latency series."""
+    ensure_postgres()
+    scale, secs = (5, 5) if quick else (20, 60)
+    volume = Volume(os.path.join(work, "lsvfs"))
+    clusters = {}
+    series = []
+    try:
+        clusters["native"] = Cluster(os.path.join(work, "native", "pgdata"),
+                                     os.path.join(work, "native-sock"), 54401)
+        clusters["lsvfs"] = Cluster(os.path.join(volume.mnt, "pgdata"),
+                                    os.path.join(work, "lsvfs-sock"), 54402)
+        for c in clusters.values():
+            c.client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
+
+        def run(side):
+            if side != "lsvfs+sync-points":
+                return pgbench(clusters[side], secs)
+            taker = SyncPoints(volume)
+            taker.start()
+            try:
+                return pgbench(clusters["lsvfs"], secs)
+            finally:
+                series.append(taker.finish())
+
+        raw = alternate(SIDES, pairs, run)
+    finally:
+        for c in clusters.values():
+            c.stop()
+        volume.unmount()
+    tps = {s: [r[0] for r in raw[s]] for s in SIDES}
+    latency = {s: [r[1] for r in raw[s]] for s in SIDES}
+    pick = lambda d, a, b: {a: d[a], b: d[b]}
+    name = f"pgbench-s{scale}-c4-{secs}s"
+    rows = [
+        compare(f"{name}-tps", "TPS", pick(tps, "native", "lsvfs"), "native", "lsvfs"),
+        compare(f"{name}-latency", "ms", pick(latency, "native", "lsvfs"), "native", "lsvfs",
+                higher_is_better=False),
+        compare(f"{name}-tps-sync-point-each-s", "TPS",
+                pick(tps, "lsvfs", "lsvfs+sync-points"), "lsvfs", "lsvfs+sync-points"),
+    ]
+    for r in rows:
+        print_row(r)
+    ms = [m for run in series for _, m in run]
+    figures = {
+        "sync_point_latency_ms": {
+            "count": len(ms), "p50": percentile(ms, 50), "p99": percentile(ms, 99),
+            "max": max(ms),
+        },
+        "sync_point_tps_cost_percent": (1 - rows[2]["ratio"]) * 100,
+    }
+    return {"rows": rows, "figures": figures, "series": {"sync_point_latency": series}}
