@@ -184,7 +184,7 @@ fn lsvfs_encode(segments: &[Sealed], level: i32, threads: usize) -> (Duration, u
 
 fn throughput(root: &Path, quick: bool) -> serde_json::Value {
     let dir = root.join("corpus");
-    let files = fill(&dir, if quick { 256 } else { 1024 } * MIB);
+    let files = fill(&dir, if quick { 128 } else { 1024 } * MIB);
     let volume = Policy::load(&dir).unwrap().volume_id().unwrap();
     let segments = read_sealed(&files, volume);
     // The zstd command line gets exactly the bytes lsvfs compresses: each

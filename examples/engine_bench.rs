@@ -6,7 +6,7 @@
 //! ```
 //! `--json FILE` also writes the figures as JSON (what `tools/bench` reads).
 //! DIR (default: a new directory under /tmp) must have room for about 7 GiB
-//! (1.5 GiB with --quick). Run as root to measure cold-cache rebuilds (the
+//! (1 GiB with --quick). Run as root to measure cold-cache rebuilds (the
 //! page cache is dropped through /proc/sys/vm/drop_caches); otherwise they
 //! are reported as warm only.
 
@@ -223,7 +223,7 @@ fn main() {
         .into_iter()
         .map(|(group, fsync)| append(&root, group, fsync, secs))
         .collect();
-    let sizes: &[u64] = if quick { &[1024] } else { &[1024, 4096] };
+    let sizes: &[u64] = if quick { &[512] } else { &[1024, 4096] };
     let mut rebuilds: Vec<_> = sizes
         .iter()
         .map(|&mib| rebuild(&root, &format!("sequential-{mib}M"), mib * MIB, false))

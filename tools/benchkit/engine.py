@@ -51,13 +51,13 @@ def peak_rss(pid):
 def memory(work, quick, pairs):
     """Index heap bytes per live block (engine_bench: a counting allocator
     around the rebuild), and the daemon's peak RSS after writing 4 GiB
-    (--quick: 1 GiB) through a mount, sequentially and then 4 KiB blocks at
+    (--quick: 512 MiB) through a mount, sequentially and then 4 KiB blocks at
     random offsets of a second file (the index's worst case: no runs)."""
     engine = example("engine_bench", work, quick)
     figures = {}
     for r in engine["rebuild"]:
         figures[f"index_bytes_per_block_{r['label']}"] = r["index_bytes_per_block"]
-    size = 1024 if quick else 4096
+    size = 512 if quick else 4096
     base = os.path.join(work, "memory")
     os.makedirs(base)
     volume = Volume(base, create=("--working-set", str(size * 2 // 64)))

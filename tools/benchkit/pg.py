@@ -98,7 +98,7 @@ def section(work, quick, pairs):
     """pgbench (scale 20, 4 clients, 60 s; --quick: scale 5, 5 s) on the
     three sides in turn; returns rows, figures and the latency series."""
     ensure_postgres()
-    scale, secs = (5, 5) if quick else (20, 60)
+    scale, secs = (5, 4) if quick else (20, 60)
     volume = Volume(os.path.join(work, "lsvfs"))
     clusters = {}
     series = []
