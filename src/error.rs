@@ -44,13 +44,17 @@ pub enum Error {
     /// The backing store failed, or an archived object is missing or damaged.
     #[error(transparent)]
     Archive(#[from] crate::archive::ArchiveError),
-    #[error("{path} is not an lsvfs volume (no lsvfs.toml)")]
+    #[error("volume {path} does not exist; create it with `lsvfs create {path}`")]
+    NoVolume { path: PathBuf },
+    #[error(
+        "{path} is not an lsvfs volume (no lsvfs.toml); `lsvfs create` makes one in a new or empty directory"
+    )]
     NotAVolume { path: PathBuf },
     #[error("{path} is already an lsvfs volume")]
     AlreadyAVolume { path: PathBuf },
     #[error("{path} is not empty; lsvfs create needs a new or empty directory")]
     NotEmpty { path: PathBuf },
-    #[error("volume {path} is in use by {holder}; close it there first")]
+    #[error("volume {path} is in use by {holder}; stop that process or unmount the volume first")]
     Locked { path: PathBuf, holder: String },
     #[error("volume refuses writes after an earlier failure ({0}); remount to recover")]
     Poisoned(String),

@@ -13,8 +13,8 @@ use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::log::catalog::{Catalog, SyncPoint};
 use crate::log::reader::Segments;
-use crate::log::recovery::build_backward;
-use crate::policy::{POLICY_FILE, Policy};
+use crate::log::recovery::{Progress, build_backward};
+use crate::policy::Policy;
 use crate::store::LocalDir;
 use crate::tree::Tree;
 use crate::volume::SEGMENTS_DIR;
@@ -92,16 +92,21 @@ impl Selector {
 }
 
 impl View {
-    /// Builds the view of `point` from `segments`.
+    /// Builds the view of `point` from `segments`, telling `progress`.
     pub(crate) fn build(
         point: SyncPoint,
         segments: Arc<Segments>,
         block_size: u32,
+        progress: Progress,
     ) -> Result<View> {
         let recs = segments.records(point.lsn.seq)?;
-        let built = build_backward(block_size, point.lsn, &recs, |seq| {
-            segments.records(seq).map(Some)
-        })?;
+        let built = build_backward(
+            block_size,
+            point.lsn,
+            &recs,
+            |seq| segments.records(seq).map(Some),
+            progress,
+        )?;
         Ok(View {
             point,
             block_size,
@@ -112,12 +117,9 @@ impl View {
 
     /// Opens the view named by `which` in the volume in `dir`, without
     /// locking it: the volume may be mounted and written meanwhile.
-    pub fn open(dir: &Path, which: &Selector) -> Result<View> {
-        if !dir.join(POLICY_FILE).exists() {
-            return Err(Error::NotAVolume {
-                path: dir.to_path_buf(),
-            });
-        }
+    /// `progress` is told how many segments of its window were read.
+    pub fn open(dir: &Path, which: &Selector, progress: Progress) -> Result<View> {
+        crate::volume::check_volume(dir)?;
         let policy = Policy::load(dir)?;
         let volume_id = policy.volume_id()?;
         let points = Catalog::open(dir, false)?.entries().to_vec();
@@ -137,7 +139,12 @@ impl View {
             0,
         )
         .shared_with_a_writer();
-        View::build(point, Arc::new(segments), policy.block_size as u32)
+        View::build(
+            point,
+            Arc::new(segments),
+            policy.block_size as u32,
+            progress,
+        )
     }
 
     pub fn tree(&self) -> Tree<'_, Index> {

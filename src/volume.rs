@@ -57,6 +57,8 @@ pub struct OpenOptions {
     pub no_archiver: bool,
     /// For crash tests: the archiver stops for good after this retire step.
     pub halt_at: Option<archiver::Step>,
+    /// Told how far recovery got: (segments read, segments in the window).
+    pub progress: Option<Box<dyn Fn(u64, u64)>>,
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -113,11 +115,7 @@ impl Volume {
     }
 
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Volume> {
-        if !dir.join(POLICY_FILE).exists() {
-            return Err(Error::NotAVolume {
-                path: dir.to_path_buf(),
-            });
-        }
+        check_volume(dir)?;
         let policy = Policy::load(dir)?;
         let (mut vol_lock, clean) = VolumeLock::acquire(dir)?;
         let volume_id = policy.volume_id()?;
@@ -158,7 +156,7 @@ impl Volume {
                 seq: last,
                 offset: u32::MAX,
             };
-            let built = build_backward(block_size, end, &recs, |seq| {
+            let older = |seq| {
                 if listing.segments.binary_search(&seq).is_ok() {
                     return segment_records(&seg_dir, seq, volume_id).map(|(_, r)| Some(r));
                 }
@@ -175,7 +173,9 @@ impl Volume {
                     store: archive.store().describe(),
                 }
                 .into())
-            })?;
+            };
+            let progress = options.progress.as_deref().unwrap_or(&|_, _| {});
+            let built = build_backward(block_size, end, &recs, older, progress)?;
             if built.orphans > 0 {
                 log::warn!(
                     "{}: {} inodes had data but no inode record; ignored",
@@ -353,11 +353,7 @@ impl Volume {
     /// The sync points of the volume in `dir`, read without opening it (so
     /// also while another process has it open).
     pub fn sync_points_of(dir: &Path) -> Result<Vec<SyncPoint>> {
-        if !dir.join(POLICY_FILE).exists() {
-            return Err(Error::NotAVolume {
-                path: dir.to_path_buf(),
-            });
-        }
+        check_volume(dir)?;
         Policy::load(dir)?;
         Ok(Catalog::open(dir, false)?.entries().to_vec())
     }
@@ -404,7 +400,12 @@ impl Volume {
             .into_iter()
             .find(|p| p.info.id == id)
             .ok_or_else(|| Error::UnknownSyncPoint(id.to_string()))?;
-        View::build(point, self.shared.segments.clone(), self.shared.block_size)
+        View::build(
+            point,
+            self.shared.segments.clone(),
+            self.shared.block_size,
+            &|_, _| {},
+        )
     }
 
     /// The live tree.
@@ -537,6 +538,19 @@ impl Volume {
         }
         self.lock.take();
     }
+}
+
+/// Whether `dir` holds a volume: an error saying what to do when not.
+pub fn check_volume(dir: &Path) -> Result<()> {
+    if dir.join(POLICY_FILE).exists() {
+        return Ok(());
+    }
+    let path = dir.to_path_buf();
+    Err(if dir.exists() {
+        Error::NotAVolume { path }
+    } else {
+        Error::NoVolume { path }
+    })
 }
 
 /// Refuses segments written with another block or segment size than the

@@ -201,3 +201,100 @@ fn second_writer_is_told_who_holds_the_volume() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo: version one"));
     held.close().unwrap();
 }
+
+/// The field names of the table under `heading` in docs/CLI.md.
+fn documented_fields(heading: &str) -> Vec<String> {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/CLI.md")).unwrap();
+    let section = doc
+        .split(heading)
+        .nth(1)
+        .unwrap_or_else(|| panic!("no {heading}"));
+    let mut fields: Vec<String> = section
+        .lines()
+        .skip_while(|l| !l.starts_with("| field"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .trim_matches('`')
+                .to_string()
+        })
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// The field names of a JSON object, those of nested objects as `outer.inner`.
+fn json_fields(value: &serde_json::Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, v) in value.as_object().expect("an object") {
+        out.push(key.clone());
+        if v.is_object() {
+            out.extend(json_fields(v).into_iter().map(|k| format!("{key}.{k}")));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn json_output_has_the_shape_docs_cli_md_gives() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    let out = lsvfs(&["status", path(&vol), "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{out:?}");
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        json_fields(&status),
+        documented_fields("### `lsvfs status --json`")
+    );
+    let out = lsvfs(&["sync-points", path(&vol), "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let points: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let points = points.as_array().unwrap();
+    assert_eq!(points.len(), 2);
+    for p in points {
+        assert_eq!(
+            json_fields(p),
+            documented_fields("### `lsvfs sync-points --json`")
+        );
+    }
+}
+
+#[test]
+fn a_missing_volume_and_a_bad_size_read_exactly_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nope");
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let out = lsvfs(&["mount", path(&missing), path(&mnt)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "lsvfs: volume {0} does not exist; create it with `lsvfs create {0}`\n",
+            missing.display()
+        )
+    );
+    let out = lsvfs(&["mount", path(tmp.path()), path(&mnt)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "lsvfs: {} is not an lsvfs volume (no lsvfs.toml); `lsvfs create` makes one in a new or empty directory\n",
+            tmp.path().display()
+        )
+    );
+    let out = lsvfs(&["create", path(&missing), "--segment-size", "3M"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lsvfs: --segment-size: 3M must be a power of two between 64K and 1G\n"
+    );
+    assert!(!missing.exists());
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::facts::{assert_same, manifest, set_xattr};
-use common::mount::{Mounted, ensure_tool, run};
+use common::mount::{Mounted, ensure_tool, lsvfs, run};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -196,6 +196,30 @@ fn every_way_of_stopping_closes_cleanly() {
             format!("file {i}")
         );
     }
+}
+
+#[test]
+fn a_second_mount_of_a_volume_is_told_where_the_first_is() {
+    let m = Mounted::new(&[], "");
+    let other = m.tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let out = lsvfs()
+        .arg("mount")
+        .arg(&m.volume)
+        .arg(&other)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "lsvfs: volume {vol} is already mounted by pid {pid} at {mnt}; unmount it first (lsvfs unmount {mnt})\n",
+            vol = m.volume.display(),
+            pid = m.daemon_pid(),
+            mnt = m.mnt.display()
+        )
+    );
+    assert!(std::fs::read_dir(&other).unwrap().next().is_none());
 }
 
 #[test]

@@ -99,6 +99,11 @@ enum Command {
     },
     /// Unmount MOUNTPOINT and wait until its daemon has closed the volume.
     ///
+    /// First waits (with a progress bar on a terminal) until the archiver
+    /// has retired the segments beyond the working set, unless the backing
+    /// store is failing or --lazy is given; they are otherwise archived
+    /// after the next mount.
+    ///
     /// Example: lsvfs unmount /srv/pg
     Unmount {
         mountpoint: PathBuf,
@@ -156,7 +161,9 @@ enum Command {
     },
 }
 
+mod helper;
 mod mount;
+mod progress;
 mod sync_point;
 
 /// The clap definition of the whole command line.
@@ -166,6 +173,12 @@ pub fn command() -> clap::Command {
 
 /// Runs the command line; returns the process exit code.
 pub fn run() -> i32 {
+    let args: Vec<String> = std::env::args().collect();
+    let called = args.first().map(|a| a.rsplit('/').next().unwrap_or(a));
+    if let Some(name) = called.filter(|n| helper::NAMES.contains(n)) {
+        logging(0, false);
+        return exit_code(helper::run(&args[1..]), name);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -173,7 +186,15 @@ pub fn run() -> i32 {
             return if e.use_stderr() { 2 } else { 0 };
         }
     };
-    let level = match (cli.quiet, cli.verbose) {
+    logging(cli.verbose, cli.quiet);
+    progress::enable(cli.quiet);
+    exit_code(dispatch(cli.command), "lsvfs")
+}
+
+/// Log output on stderr: warnings by default, more with -v, errors only
+/// with -q; RUST_LOG overrides.
+fn logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
@@ -182,7 +203,7 @@ pub fn run() -> i32 {
     };
     // fuser warns that its own unmount failed whenever the mount was
     // already taken away (umount, lsvfs unmount): noise, unless asked for.
-    let filter = if cli.verbose >= 2 {
+    let filter = if verbose >= 2 {
         level.to_string()
     } else {
         format!("{level},fuser=error")
@@ -190,10 +211,14 @@ pub fn run() -> i32 {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(filter))
         .format_timestamp(None)
         .init();
-    match dispatch(cli.command) {
+}
+
+/// One line on stderr for a failure; 2 for a usage error, 1 otherwise.
+fn exit_code(result: Result<()>, name: &str) -> i32 {
+    match result {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("lsvfs: {}", one_line(&e));
+            eprintln!("{name}: {}", one_line(&e));
             if e.is::<Usage>() { 2 } else { 1 }
         }
     }
@@ -306,8 +331,10 @@ fn status(path: &Path, json: bool) -> Result<()> {
                 .with_context(|| format!("{} is not a status", file.display()))?
         }
         None => {
+            let bar = progress::Bar::new(format!("recovering {}", volume.display()), "segments");
             let options = crate::volume::OpenOptions {
                 no_archiver: true,
+                progress: Some(Box::new(move |done, total| bar.set(done, total))),
                 ..Default::default()
             };
             let vol = Volume::open_with(&volume, options)

@@ -4,18 +4,24 @@
 //! failed.
 
 use super::Usage;
+use super::progress::Bar;
 use crate::fuse::{self, MountOptions};
 use anyhow::{Context, Result, bail};
-use std::io::{Read, Write};
+use std::cell::RefCell;
+use std::io::{BufRead, BufReader, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// The daemon learns which descriptor to report readiness on from this.
 const READY_FD: &str = "LSVFS_READY_FD";
 const DAEMON_LOG: &str = "daemon.log";
+/// The daemon's lines on that descriptor: progress, then ready or an error.
+const PROGRESS: &str = "progress";
+const READY: &str = "ready";
 
 pub fn mount(
     volume: &Path,
@@ -25,18 +31,16 @@ pub fn mount(
     foreground: bool,
     raw_options: &str,
 ) -> Result<()> {
-    if !volume.join(crate::policy::POLICY_FILE).exists() {
-        bail!(
-            "{} is not an lsvfs volume (no lsvfs.toml)",
-            volume.display()
-        );
+    crate::volume::check_volume(volume)?;
+    if at.is_none() {
+        refuse_if_mounted(volume)?;
     }
     fuse::check_mountpoint(mountpoint)?;
     if foreground {
         return serve(volume, mountpoint, at, opts);
     }
-    let said = spawn_daemon(volume, mountpoint, at, raw_options)?;
-    if let Some(id) = said.split_whitespace().nth(1) {
+    let ready = spawn_daemon(volume, mountpoint, at, raw_options)?;
+    if let Some(id) = ready.split_whitespace().nth(1) {
         println!(
             "sync point {id} mounted read-only on {}",
             mountpoint.display()
@@ -45,32 +49,64 @@ pub fn mount(
     Ok(())
 }
 
-/// Serves in this process; reports readiness (with the sync point of a
-/// view) or failure to a waiting parent.
+/// A volume has one read-write mount at a time: say where the one there is.
+fn refuse_if_mounted(volume: &Path) -> Result<()> {
+    let abs = std::path::absolute(volume)?;
+    let Some(live) = fuse::mounts()
+        .into_iter()
+        .find(|m| m.volume == abs && m.view.is_none())
+    else {
+        return Ok(());
+    };
+    let by = crate::log::lock::holder(&abs).map_or(String::new(), |pid| format!(" by pid {pid}"));
+    bail!(
+        "volume {} is already mounted{by} at {}; unmount it first (lsvfs unmount {})",
+        volume.display(),
+        live.mountpoint.display(),
+        live.mountpoint.display()
+    )
+}
+
+/// Serves in this process; reports progress, then readiness (with the sync
+/// point of a view) or failure, to a waiting parent.
 fn serve(volume: &Path, mountpoint: &Path, at: Option<&str>, opts: &MountOptions) -> Result<()> {
-    let mut report = std::env::var(READY_FD)
-        .ok()
-        .and_then(|fd| fd.parse::<i32>().ok())
-        // SAFETY: the parent passed us this descriptor for our sole use.
-        .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
-    let mut ready = |what: String| {
-        if let Some(mut pipe) = report.take() {
-            let _ = writeln!(pipe, "ready{what}");
+    let report: Rc<RefCell<Option<std::fs::File>>> = Rc::new(RefCell::new(
+        std::env::var(READY_FD)
+            .ok()
+            .and_then(|fd| fd.parse::<i32>().ok())
+            // SAFETY: the parent passed us this descriptor for our sole use.
+            .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) })),
+    ));
+    let say = |line: String| {
+        if let Some(pipe) = report.borrow_mut().as_mut() {
+            let _ = writeln!(pipe, "{line}");
         }
     };
+    let progress = {
+        let report = report.clone();
+        move |done: u64, total: u64| {
+            if let Some(pipe) = report.borrow_mut().as_mut() {
+                let _ = writeln!(pipe, "{PROGRESS} {done} {total}");
+            }
+        }
+    };
+    let ready = |what: String| {
+        say(format!("{READY}{what}"));
+        report.borrow_mut().take();
+    };
     let result = match at {
-        None => fuse::serve(volume, mountpoint, opts, || ready(String::new())),
+        None => fuse::serve(volume, mountpoint, opts, Box::new(progress), || {
+            ready(String::new())
+        }),
         Some(at) => {
             let which = crate::view::Selector::parse(at);
-            fuse::serve_view(volume, &which, mountpoint, opts, |id| {
+            fuse::serve_view(volume, &which, mountpoint, opts, &progress, |id| {
                 ready(format!(" {id}"))
             })
         }
     };
-    if let Err(e) = &result
-        && let Some(mut pipe) = report.take()
-    {
-        let _ = writeln!(pipe, "{e}");
+    if let Err(e) = &result {
+        say(e.to_string());
     }
     result.with_context(|| format!("cannot serve {}", volume.display()))
 }
@@ -88,7 +124,7 @@ fn spawn_daemon(
         return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
     }
     // SAFETY: both descriptors were just created by pipe2.
-    let (mut rx, tx) = unsafe {
+    let (rx, tx) = unsafe {
         (
             std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
             OwnedFd::from_raw_fd(fds[1]),
@@ -126,11 +162,30 @@ fn spawn_daemon(
     }
     let mut child = cmd.spawn().context("cannot start the mount daemon")?;
     drop(tx);
+    let bar = Bar::new(
+        match at {
+            None => format!("recovering {}", volume.display()),
+            Some(at) => format!("building the view of {at}"),
+        },
+        "segments",
+    );
     let mut said = String::new();
-    let _ = rx.read_to_string(&mut said);
-    if said.starts_with("ready") {
-        return Ok(said);
+    for line in BufReader::new(rx).lines().map_while(|l| l.ok()) {
+        if line.starts_with(READY) {
+            return Ok(line);
+        }
+        let mut words = line.split(' ');
+        if words.next() == Some(PROGRESS)
+            && let (Some(Ok(done)), Some(Ok(total))) =
+                (words.next().map(str::parse), words.next().map(str::parse))
+        {
+            bar.set(done, total);
+            continue;
+        }
+        said.push_str(&line);
+        said.push('\n');
     }
+    drop(bar);
     let _ = child.wait();
     let why = said.trim();
     if why.is_empty() {
@@ -154,6 +209,9 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
     // With its daemon gone (killed), the mount only needs detaching: there
     // is nothing left to flush, and open files could never be closed.
     let daemon_alive = crate::log::lock::holder(&entry.volume).is_some();
+    if daemon_alive && !lazy {
+        drain(&abs);
+    }
     fuse::unmount(&abs, lazy || !daemon_alive).or_else(|e| busy(mountpoint, e))?;
     // The daemon closes the volume (flushes, records a clean close) and
     // releases its lock; wait for that so the next command finds it closed.
@@ -168,6 +226,49 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// Waits until the archiver has retired the segments beyond the working
+/// set, so that an unmounted volume keeps only its working set in primary
+/// storage. Gives up, saying so, when the backing store fails or nothing
+/// moves for a minute: the archiver resumes at the next mount.
+fn drain(mountpoint: &Path) {
+    use crate::control::{CONTROL_DIR, STATUS_FILE};
+    let file = mountpoint.join(CONTROL_DIR).join(STATUS_FILE);
+    let read = || -> Option<crate::status::Status> {
+        serde_json::from_str(&std::fs::read_to_string(&file).ok()?).ok()
+    };
+    let Some(first) = read() else { return };
+    let bar = Bar::new(
+        format!("archiving before unmounting {}", mountpoint.display()),
+        "segments",
+    );
+    let (mut last, mut moved) = (first.waiting_for_archive, Instant::now());
+    while let Some(now) = read() {
+        let waiting = now.waiting_for_archive;
+        if waiting == 0 {
+            return;
+        }
+        if !now.store.ok || moved.elapsed() > DRAIN_STALL {
+            eprintln!(
+                "lsvfs: {waiting} segments wait for the backing store ({}); they are archived after the next mount",
+                now.store
+                    .error
+                    .as_deref()
+                    .unwrap_or("no progress for a minute")
+            );
+            return;
+        }
+        if waiting != last {
+            (last, moved) = (waiting, Instant::now());
+        }
+        let total = first.waiting_for_archive.max(waiting);
+        bar.set(total - waiting, total);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// How long `drain` waits for the archiver to retire one more segment.
+const DRAIN_STALL: Duration = Duration::from_secs(60);
 
 fn busy(mountpoint: &Path, e: std::io::Error) -> Result<()> {
     if e.raw_os_error() == Some(libc::EBUSY) {

@@ -100,6 +100,7 @@ impl FsError {
                 | Error::Closed => libc::EIO,
                 // Not reachable from file operations; EIO rather than a lie.
                 Error::Policy(_)
+                | Error::NoVolume { .. }
                 | Error::NotAVolume { .. }
                 | Error::AlreadyAVolume { .. }
                 | Error::NotEmpty { .. }

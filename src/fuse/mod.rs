@@ -135,11 +135,12 @@ pub fn serve_view(
     which: &crate::view::Selector,
     mountpoint: &Path,
     opts: &MountOptions,
+    progress: crate::log::recovery::Progress,
     ready: impl FnOnce(u64),
 ) -> Result<(), MountError> {
     let (volume, mountpoint) = absolute_paths(volume, mountpoint)?;
     let signals = block_signals();
-    let view = crate::view::View::open(&volume, which)?;
+    let view = crate::view::View::open(&volume, which, progress)?;
     let id = view.point.info.id;
     let source = format!("{}{VIEW_SOURCE}{id}", volume.display());
     let config = base_config(source, true, opts.allow_other);
@@ -169,13 +170,18 @@ pub fn serve(
     volume: &Path,
     mountpoint: &Path,
     opts: &MountOptions,
+    progress: Box<dyn Fn(u64, u64)>,
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
     let (volume, mountpoint) = absolute_paths(volume, mountpoint)?;
     // Before any thread starts (the writer starts in Volume::open), so that
     // no thread but the signal thread ever takes a stop signal.
     let signals = block_signals();
-    let fs = Arc::new(Fs::new(Volume::open(&volume)?)?);
+    let options = crate::volume::OpenOptions {
+        progress: Some(progress),
+        ..Default::default()
+    };
+    let fs = Arc::new(Fs::new(Volume::open_with(&volume, options)?)?);
     let metrics = Arc::new(Metrics::default());
     // SAFETY: geteuid has no preconditions.
     let owner = unsafe { libc::geteuid() };

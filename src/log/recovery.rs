@@ -96,19 +96,29 @@ fn feed(builder: &mut Builder, seq: u64, entries: &[SummaryEntry], upto: u32) ->
     Ok(())
 }
 
+/// Told how far a rebuild got: (segments read, segments in its window).
+pub type Progress<'a> = &'a dyn Fn(u64, u64);
+
 /// Builds the index as of `end` (inclusive), given the records of the
 /// segment holding it. `older(seq)` gives each older segment of the window,
-/// newest first, or `None` for a retired one the scan may skip.
+/// newest first, or `None` for a retired one the scan may skip; `progress`
+/// is told after each segment.
 pub fn build_backward(
     block_size: u32,
     end: Lsn,
     last: &SegmentRecords,
     mut older: impl FnMut(u64) -> Result<Option<SegmentRecords>>,
+    progress: Progress,
 ) -> Result<Built> {
     let mut builder = Builder::new(block_size);
+    let window = last.header.window_start..end.seq;
+    let total = window.end - window.start + 1;
     feed(&mut builder, end.seq, &last.entries, end.offset)?;
-    for seq in (last.header.window_start..end.seq).rev() {
-        let Some(records) = older(seq)? else { continue };
+    progress(1, total);
+    for seq in window.rev() {
+        let records = older(seq)?;
+        progress(end.seq - seq + 1, total);
+        let Some(records) = records else { continue };
         if records.scan.is_some() {
             return Err(Error::Corrupt {
                 seq,

@@ -93,7 +93,7 @@ impl Mounted {
         self.mnt.join(rel)
     }
 
-    fn is_mounted(&self) -> bool {
+    pub fn is_mounted(&self) -> bool {
         let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
         let mnt = self.mnt.to_str().unwrap();
         info.lines().any(|l| l.split(' ').nth(4) == Some(mnt))
