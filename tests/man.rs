@@ -179,3 +179,16 @@ fn man_pages_render_cleanly() {
         assert!(!out.stdout.is_empty(), "{name} rendered nothing");
     }
 }
+
+/// Every subcommand's --help shows at least one example.
+#[test]
+fn every_subcommand_has_an_example() {
+    for sub in lsvfs::cli::command().get_subcommands() {
+        let help = sub.clone().render_long_help().to_string();
+        assert!(
+            help.contains("Example: lsvfs "),
+            "lsvfs {} --help has no example",
+            sub.get_name()
+        );
+    }
+}
