@@ -233,6 +233,7 @@ impl Volume {
                     summary,
                     count: recs.entries.len() as u32,
                     sealed: false,
+                    hinted: scan.valid_end,
                 });
             }
         } else if next_seq > 1 {

@@ -34,6 +34,8 @@ const BATCH_MAX: usize = 256;
 /// A batch is written out once its buffer holds this many bytes; it may
 /// hold several requests, and one request may take it past this.
 const BATCH_BYTES_MAX: usize = 16 << 20;
+/// Bytes appended between two writeback hints.
+const WRITEBACK_CHUNK: u32 = 1 << 20;
 /// How often a writer waiting for space looks again without being woken.
 const SPACE_POLL: Duration = Duration::from_secs(1);
 
@@ -79,6 +81,8 @@ pub struct Tail {
     /// next segment could not be created yet (a full disk); the next group
     /// tries again.
     pub sealed: bool,
+    /// Offset up to which writeback was started (see `start_writeback`).
+    pub hinted: u32,
 }
 
 pub struct Writer {
@@ -459,7 +463,11 @@ impl Writer {
             .file
             .write_all_at(&b.buf, b.at as u64)
             .map_err(io(format!("cannot write segment {seq} at offset {}", b.at)))?;
-        start_writeback(&self.tail.file, b.at as u64, b.buf.len() as u64);
+        let t = &mut self.tail;
+        if t.pos - t.hinted >= WRITEBACK_CHUNK {
+            start_writeback(&t.file, t.hinted as u64, (t.pos - t.hinted) as u64);
+            t.hinted = t.pos;
+        }
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
         for (lsn, record, len) in b.written.drain(..) {
             index.apply(lsn, &record, len);
@@ -592,7 +600,9 @@ impl Writer {
 
 /// Asks the kernel to start writing `len` bytes at `at` to disk now, without
 /// waiting: the fdatasync that seals a full segment, or that a sync point
-/// or fsync asks for, then finds most of them already written.
+/// or fsync asks for, then finds most of them already written. Streaming
+/// writes are hinted every `WRITEBACK_CHUNK`; small writes are not, as the
+/// call costs more than it saves when an fdatasync follows at once.
 fn start_writeback(file: &File, at: u64, len: u64) {
     use std::os::fd::AsRawFd;
     // SAFETY: sync_file_range on a valid descriptor; no memory is passed.
@@ -648,6 +658,7 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
         summary: Vec::new(),
         count: 0,
         sealed: false,
+        hinted: SEGMENT_HEADER_LEN as u32,
     })
 }
 
