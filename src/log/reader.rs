@@ -173,8 +173,7 @@ impl Segments {
                 match self.file(lsn.seq) {
                     Ok(file) => {
                         let len = len.min((self.segment_size - lsn.offset as u64) as usize);
-                        let mut buf = vec![0u8; len];
-                        segment::read_exact_at(&file, lsn.seq, &mut buf, lsn.offset as u64)?;
+                        let buf = segment::read_vec_at(&file, lsn.seq, len, lsn.offset as u64)?;
                         if self.still_there(lsn.seq, &file) {
                             return Ok(buf);
                         }

@@ -148,6 +148,42 @@ pub fn advise_random(file: &File, random: bool) {
     unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
 }
 
+/// Reads exactly `len` bytes at `offset` into a new buffer, without zeroing
+/// it first: data reads are large and hot, and a memset is a pass over
+/// memory as costly as the read's own copy.
+pub fn read_vec_at(file: &File, seq: u64, len: usize, offset: u64) -> Result<Vec<u8>> {
+    use std::os::fd::AsRawFd;
+    let ctx = || format!("cannot read segment {seq} at offset {offset}");
+    let mut buf: Vec<u8> = Vec::with_capacity(len);
+    while buf.len() < len {
+        let done = buf.len();
+        let spare = buf.spare_capacity_mut();
+        // SAFETY: pread writes at most `len - done` bytes, all within the
+        // spare capacity; only the bytes it reports written are then
+        // counted in the vector's length.
+        let n = unsafe {
+            libc::pread(
+                file.as_raw_fd(),
+                spare.as_mut_ptr().cast(),
+                len - done,
+                (offset + done as u64) as libc::off_t,
+            )
+        };
+        match n {
+            // SAFETY: pread initialised these `n` bytes (see above).
+            n if n > 0 => unsafe { buf.set_len(done + n as usize) },
+            0 => return Err(io(ctx())(std::io::ErrorKind::UnexpectedEof.into())),
+            _ => {
+                let e = std::io::Error::last_os_error();
+                if e.kind() != std::io::ErrorKind::Interrupted {
+                    return Err(io(ctx())(e));
+                }
+            }
+        }
+    }
+    Ok(buf)
+}
+
 pub fn read_exact_at(file: &File, seq: u64, buf: &mut [u8], offset: u64) -> Result<()> {
     file.read_exact_at(buf, offset)
         .map_err(io(format!("cannot read segment {seq} at offset {offset}")))
