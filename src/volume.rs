@@ -226,7 +226,7 @@ impl Volume {
                     e.encode(&mut summary);
                 }
                 tail = Some(Tail {
-                    file,
+                    file: Arc::new(file),
                     header: recs.header,
                     pos: scan.valid_end,
                     last_crc: scan.last_crc,

@@ -118,8 +118,11 @@ impl Shared {
         *lock(&self.durable)
     }
 
+    /// Moves the durable position forward (the writer's seals and the
+    /// syncer's fdatasyncs both report it; never backward).
     fn set_durable(&self, lsn: Lsn) {
-        *lock(&self.durable) = lsn;
+        let mut durable = lock(&self.durable);
+        *durable = (*durable).max(lsn);
     }
 
     pub fn allocate_ino(&self) -> u64 {

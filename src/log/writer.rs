@@ -2,8 +2,10 @@
 //!
 //! It takes typed requests from a bounded channel, gathers whatever is
 //! queued into one batch, appends the batch with one write, publishes the
-//! new positions in the index, and answers. Requests for durability in the
-//! batch (fsync, sync points, close) share one fdatasync: group commit. A
+//! new positions in the index, and answers. Requests for durability (fsync,
+//! sync points, close) are handed with their batch to the syncer thread,
+//! which fdatasyncs while the writer appends the next batches; batches
+//! waiting for it meanwhile share its next fdatasync: group commit. A
 //! group that does not fit the current segment seals it (summary,
 //! fdatasync, footer, fdatasync) and opens the next one, reusing a recycled
 //! file when there is one. A full disk at that point fails the group with
@@ -19,7 +21,7 @@ use crate::error::{Error, Result, io};
 use crate::format::record::{FLAG_COPIED, FLAG_GROUP_END, RECORD_HEADER_LEN};
 use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{Footer, Lsn, Record, SegmentHeader, SummaryEntry, SyncInfo};
-use crossbeam_channel::{Receiver, Sender, never, select};
+use crossbeam_channel::{Receiver, Sender, bounded, never, select};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -70,7 +72,8 @@ pub enum Request {
 
 /// The segment being appended to.
 pub struct Tail {
-    pub file: File,
+    /// Shared with the syncer, which fdatasyncs it after the writer moved on.
+    pub file: Arc<File>,
     pub header: SegmentHeader,
     pub pos: u32,
     pub last_crc: u32,
@@ -99,6 +102,76 @@ pub struct Writer {
     /// The last batch's buffer, emptied: reused so that every batch does
     /// not fault in fresh zeroed pages from the kernel.
     spare: Vec<u8>,
+    /// Batches whose durability the syncer owes (set by `spawn`).
+    syncer: Option<Sender<SyncJob>>,
+}
+
+/// What a batch that asked for durability owes once its segment is
+/// fdatasynced: the syncer thread answers it, while the writer appends the
+/// next batches. Jobs waiting together share one fdatasync per segment.
+struct SyncJob {
+    file: Arc<File>,
+    seq: u64,
+    end: Lsn,
+    syncs: Vec<Reply<()>>,
+    points: Vec<(Reply<SyncPoint>, SyncPoint)>,
+    close: Option<Reply<Lsn>>,
+}
+
+/// Bound of the syncer's queue: the writer waits when it is this far ahead.
+const SYNC_QUEUE_LEN: usize = 64;
+
+/// The syncer thread: fdatasyncs for queued jobs, oldest first, then
+/// publishes the new durable position and the sync points and answers.
+/// After a failed fdatasync nothing is answered as durable again: Linux
+/// reports a writeback error once, so a later fsync could succeed falsely.
+fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncJob>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        jobs.extend(rx.try_iter());
+        let mut synced: Option<u64> = None;
+        let result = shared.check().and_then(|()| {
+            for job in &jobs {
+                if synced != Some(job.seq) {
+                    job.file
+                        .sync_data()
+                        .map_err(io(format!("cannot fsync segment {}", job.seq)))?;
+                    synced = Some(job.seq);
+                }
+            }
+            let points: Vec<SyncPoint> = jobs
+                .iter()
+                .flat_map(|j| j.points.iter().map(|(_, p)| p.clone()))
+                .collect();
+            lock(&shared.catalog).append(&points)
+        });
+        if let Err(e) = &result {
+            shared.poison(e);
+        }
+        if let Some(last) = jobs.last().filter(|_| result.is_ok()) {
+            shared.set_durable(last.end);
+        }
+        let failure = result.err().map(|e| e.to_string());
+        for job in jobs {
+            for r in job.syncs {
+                settle(r, (), &failure);
+            }
+            for (r, p) in job.points {
+                settle(r, p, &failure);
+            }
+            if let Some(r) = job.close {
+                settle(r, job.end, &failure);
+            }
+        }
+    }
+}
+
+/// Answers `reply` with `ok`, or as poisoned by `failure`.
+fn settle<T>(reply: Reply<T>, ok: T, failure: &Option<String>) {
+    let _ = reply.send(match failure {
+        None => Ok(ok),
+        Some(why) => poisoned(why),
+    });
 }
 
 /// How the writer is connected to the archiver.
@@ -192,20 +265,34 @@ impl Writer {
             limit: link.limit,
             waiting: false,
             spare: Vec::new(),
+            syncer: None,
         }
     }
 
     /// Starts the writer thread. Everything before the tail is durable
     /// from the start: recovery read it from disk.
-    pub fn spawn(self, rx: Receiver<Request>) -> Result<JoinHandle<()>> {
+    pub fn spawn(mut self, rx: Receiver<Request>) -> Result<JoinHandle<()>> {
         self.shared.set_durable(self.end());
+        let (jobs, queue) = bounded(SYNC_QUEUE_LEN);
+        let shared = self.shared.clone();
+        let syncer = std::thread::Builder::new()
+            .name("lsvfs-syncer".into())
+            .spawn(move || sync_loop(shared, queue))
+            .map_err(io("cannot start the syncer thread"))?;
+        self.syncer = Some(jobs);
         std::thread::Builder::new()
             .name("lsvfs-writer".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || {
+                self.run(rx);
+                // What the syncer still owes is answered before the writer
+                // is seen to stop.
+                self.syncer.take();
+                let _ = syncer.join();
+            })
             .map_err(io("cannot start the writer thread"))
     }
 
-    fn run(mut self, rx: Receiver<Request>) {
+    fn run(&mut self, rx: Receiver<Request>) {
         loop {
             let archiver = self.archiver.clone();
             select! {
@@ -270,27 +357,44 @@ impl Writer {
                 std::mem::take(&mut b).fail(&e);
             }
         }
-        if let Err(e) = self.finish(&mut b) {
+        // Written out here; durability, if asked, is the syncer's.
+        if let Err(e) = self.flush(&mut b) {
             self.shared.poison(&e);
             b.fail(&e);
             return go_on;
         }
-        // finish wrote the buffer out: keep its memory for the next batch.
+        // The buffer is written out: keep its memory for the next batch.
         self.spare = std::mem::take(&mut b.buf);
         for (r, lsns) in b.appends {
             let _ = r.send(Ok(lsns));
         }
-        for r in b.syncs {
-            let _ = r.send(Ok(()));
-        }
-        for (r, p) in b.points {
-            let _ = r.send(Ok(p));
-        }
         for (r, n) in b.copies {
             let _ = r.send(Ok(n));
         }
-        if let Some(r) = b.close {
-            let _ = r.send(Ok(self.end()));
+        if b.need_sync {
+            let job = SyncJob {
+                file: self.tail.file.clone(),
+                seq: self.tail.header.seq,
+                end: self.end(),
+                syncs: b.syncs,
+                points: b.points,
+                close: b.close,
+            };
+            let syncer = self
+                .syncer
+                .as_ref()
+                .expect("the syncer runs with the writer");
+            if let Err(unsent) = syncer.send(job) {
+                let failure = Some("the syncer thread is gone".to_string());
+                let job = unsent.into_inner();
+                job.syncs.into_iter().for_each(|r| settle(r, (), &failure));
+                job.points
+                    .into_iter()
+                    .for_each(|(r, p)| settle(r, p, &failure));
+                job.close
+                    .into_iter()
+                    .for_each(|r| settle(r, job.end, &failure));
+            }
         }
         go_on
     }
@@ -358,20 +462,6 @@ impl Writer {
             self.append(b, vec![record], FLAG_COPIED)?;
         }
         Ok(bytes)
-    }
-
-    /// Writes the batch, makes it durable if asked, records sync points.
-    fn finish(&mut self, b: &mut Batch) -> Result<()> {
-        self.flush(b)?;
-        if b.need_sync {
-            self.tail
-                .file
-                .sync_data()
-                .map_err(io(format!("cannot fsync segment {}", self.tail.header.seq)))?;
-            self.shared.set_durable(self.end());
-        }
-        let points: Vec<SyncPoint> = b.points.iter().map(|(_, p)| p.clone()).collect();
-        lock(&self.shared.catalog).append(&points)
     }
 
     /// Encodes an atomic group into the batch with `flags` on every record;
@@ -651,7 +741,7 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
     };
     let (_, crc) = header.encode();
     Ok(Tail {
-        file,
+        file: Arc::new(file),
         header,
         pos: SEGMENT_HEADER_LEN as u32,
         last_crc: crc,
