@@ -3,6 +3,7 @@ working-set size, write amplification against live fraction, and sync-point
 latency over time under pgbench."""
 
 import os
+import statistics
 
 from .common import sh
 
@@ -34,12 +35,12 @@ def draw(result, out):
     if series.get("views"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for where in ("primary", "archive"):
-            points = [(v["live_mib"] / 1024, min(v["from"][where]))
+            points = [(v["live_mib"] / 1024, statistics.median(v["from"][where]))
                       for v in series["views"] if where in v["from"]]
             ax.plot(*zip(*points), marker="o", label=f"from {where}")
         ax.axhline(1.0, color="grey", linestyle=":", label="target (1 s)")
         ax.set_xlabel("live data (GiB; working set twice that)")
-        ax.set_ylabel("mount to first ls (s)")
+        ax.set_ylabel("mount to first ls, median (s)")
         ax.set_title("Time to mount a view")
         ax.legend()
         save(fig, "view-mount-time.png")
