@@ -69,26 +69,25 @@ def one_size(work, mib, samples):
         nbytes = files * FILE
         point, _ = volume.sync_point("full")
         result = {"live_mib": mib, "from": {}}
-        where = location(volume, point)
-        result["from"][where] = [mount_time(volume, point, view) for _ in range(samples)]
-        sh(LSVFS, "mount", volume.volume, view, "--at", str(point))
-        try:
-            result["cp_view_primary_mib_s"] = copy_rate(os.path.join(view, "data"), nbytes, base)
-        finally:
-            sh(LSVFS, "unmount", view)
+
+        def measure(expected):
+            where = location(volume, point)
+            assert where == expected, f"sync point {point} is in {where}, not {expected}"
+            result["from"][where] = [mount_time(volume, point, view) for _ in range(samples)]
+            sh(LSVFS, "mount", volume.volume, view, "--at", str(point))
+            try:
+                result[f"cp_view_{where}_mib_s"] = copy_rate(os.path.join(view, "data"),
+                                                             nbytes, base)
+            finally:
+                sh(LSVFS, "unmount", view)
+
+        measure("primary")
         result["cp_live_mib_s"] = copy_rate(data, nbytes, base)
         # Turn the working set over (W + 4 segments of rewrites) so that
         # every segment the view needs is retired to the backing store.
         write_files(volume.mnt, ["scratch"] * (working_set + 4), "s")
         volume.wait_archived()
-        where = location(volume, point)
-        assert where == "archive", f"sync point {point} still in {where} after turnover"
-        result["from"][where] = [mount_time(volume, point, view) for _ in range(samples)]
-        sh(LSVFS, "mount", volume.volume, view, "--at", str(point))
-        try:
-            result["cp_view_archive_mib_s"] = copy_rate(os.path.join(view, "data"), nbytes, base)
-        finally:
-            sh(LSVFS, "unmount", view)
+        measure("archive")
         return result
     finally:
         subprocess.run([LSVFS, "unmount", view], capture_output=True)
