@@ -334,7 +334,7 @@ fn main() {
     if !args.iter().any(|a| a == "--no-amplification") {
         println!("copy-forward write amplification, uniform random 4 KiB overwrites:");
         let fractions: &[f64] = if quick {
-            &[0.25, 0.5, 0.75]
+            &[0.25, 0.75]
         } else {
             &[0.1, 0.25, 0.4, 0.5, 0.6, 0.75]
         };

@@ -27,12 +27,12 @@ def mib_s(side):
 
 
 def seq_write(d, quick, settle):
-    j = fio(d, "seqwrite", rw="write", bs="1M", size="256M" if quick else "2G", end_fsync=1)
+    j = fio(d, "seqwrite", rw="write", bs="1M", size="128M" if quick else "2G", end_fsync=1)
     return mib_s(j["write"])
 
 
 def seq_read(d, quick, settle):
-    size = "256M" if quick else "2G"
+    size = "128M" if quick else "2G"
     fio(d, "seqread", rw="write", bs="1M", size=size, end_fsync=1)
     settle()
     drop_caches()
@@ -42,7 +42,7 @@ def seq_read(d, quick, settle):
 def rand_write_fsync(jobs, bs):
     def run(d, quick, settle):
         j = fio(d, f"randwrite{jobs}", rw="randwrite", bs=bs, size="64M" if quick else "256M",
-                fdatasync=1, numjobs=jobs, time_based=1, runtime=2 if quick else 20)
+                fdatasync=1, numjobs=jobs, time_based=1, runtime=1 if quick else 20)
         return j["write"]["iops"]
     return run
 
@@ -53,13 +53,13 @@ def rand_read(d, quick, settle):
     settle()
     drop_caches()
     j = fio(d, "randread", rw="randread", bs="4k", size=size, time_based=1,
-            runtime=2 if quick else 20)
+            runtime=1 if quick else 20)
     return j["read"]["iops"]
 
 
 def small_files(d, quick, settle):
     """Creates, stats and unlinks many 1 KiB files; returns operations/s."""
-    n = 2000 if quick else 20000
+    n = 1000 if quick else 20000
     payload = b"x" * 1024
     start = time.monotonic()
     for i in range(n):
@@ -72,21 +72,20 @@ def small_files(d, quick, settle):
     return 3 * n / (time.monotonic() - start)
 
 
-SOURCE_TREE = "/usr/include"
-
-
 def untar_rm(d, quick, settle):
-    """Untars a source tree (/usr/include: many small headers), syncs, and
-    removes it; returns files/s of the whole."""
-    tarball = os.path.join(tempfile.gettempdir(), "lsvfs-bench-tree.tar")
+    """Untars a source tree (/usr/include: many small headers; --quick:
+    /usr/include/linux), syncs, and removes it; returns files/s of the
+    whole."""
+    tree = "/usr/include/linux" if quick else "/usr/include"
+    tarball = os.path.join(tempfile.gettempdir(),
+                           f"lsvfs-bench-{tree.strip('/').replace('/', '-')}.tar")
     if not os.path.exists(tarball):
-        sh("tar", "-cf", tarball, "-C", os.path.dirname(SOURCE_TREE),
-           os.path.basename(SOURCE_TREE))
+        sh("tar", "-cf", tarball, "-C", os.path.dirname(tree), os.path.basename(tree))
     files = int(sh("sh", "-c", f"tar -tf {tarball} | wc -l").strip())
     start = time.monotonic()
     sh("tar", "-xf", tarball, "-C", d)
     os.sync()
-    shutil.rmtree(os.path.join(d, os.path.basename(SOURCE_TREE)))
+    shutil.rmtree(os.path.join(d, os.path.basename(tree)))
     return files / (time.monotonic() - start)
 
 
