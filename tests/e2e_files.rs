@@ -5,7 +5,7 @@
 mod common;
 
 use common::facts::{assert_same, manifest, set_xattr};
-use common::mount::{Mounted, ensure_tool, lsvfs, run};
+use common::mount::{Detach, Mounted, ensure_tool, lsvfs, run};
 use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
@@ -203,6 +203,7 @@ fn a_second_mount_of_a_volume_is_told_where_the_first_is() {
     let m = Mounted::new(&[], "");
     let other = m.tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
+    let _detach = Detach(&other);
     let out = lsvfs()
         .arg("mount")
         .arg(&m.volume)

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::mount::{Mounted, lsvfs, run};
+use common::mount::{Detach, Mounted, lsvfs, run};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -68,6 +68,7 @@ fn the_helper_takes_fstab_options_mounts_views_and_refuses_unknown_options() {
 
     let view = m.tmp.path().join("view");
     std::fs::create_dir(&view).unwrap();
+    let _detach = Detach(&view);
     let out = run(Command::new(&helper)
         .arg(&m.volume)
         .arg(&view)

@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::mount::{Mounted, lsvfs, run};
+use common::mount::{Detach, Mounted, lsvfs, run};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -365,12 +365,14 @@ fn views_of_a_running_database_recover_with_every_acknowledged_commit() {
             .arg(&m.volume)
             .arg(view.path())
             .args(["--at", id]));
+        let detach = Detach(view.path());
         let copied = Command::new("cp")
             .arg("-a")
             .arg(view.path().join("pgdata"))
             .arg(copy.path())
             .status();
         run(lsvfs().arg("unmount").arg(view.path()));
+        drop(detach);
         assert!(copied.unwrap().success(), "cp -a out of the view");
         run(Command::new("chown").arg(USER).arg(copy.path()));
         let data = copy.path().join("pgdata");

@@ -9,7 +9,7 @@
 mod common;
 
 use common::facts::{Facts, assert_same, manifest, set_xattr};
-use common::mount::{Mounted, SMALL_SEGMENTS, lsvfs, run};
+use common::mount::{Detach, Mounted, SMALL_SEGMENTS, lsvfs, run};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -115,14 +115,7 @@ fn with_view<T>(m: &Mounted, at: &str, f: impl FnOnce(&Path) -> T) -> T {
         .arg(&m.volume)
         .arg(dir.path())
         .args(["--at", at]));
-    struct Unmount<'a>(&'a Path);
-    impl Drop for Unmount<'_> {
-        fn drop(&mut self) {
-            // A view has nothing to flush: detach even if a file is open.
-            let _ = lsvfs().args(["unmount", "--lazy"]).arg(self.0).status();
-        }
-    }
-    let _guard = Unmount(dir.path());
+    let _guard = Detach(dir.path());
     f(dir.path())
 }
 
@@ -249,6 +242,7 @@ fn bad_sync_points_are_one_line_and_mount_nothing() {
     sync_point(&m, "dup");
     sync_point(&m, "dup");
     let target = tempfile::tempdir().unwrap();
+    let _detach = Detach(target.path());
     for (at, says) in [
         ("999", "no sync point 999"),
         ("nope", "no sync point labelled \"nope\""),
@@ -304,6 +298,7 @@ fn a_view_whose_archived_segment_is_gone_fails_naming_it() {
     let first = objects.iter().min().unwrap();
     std::fs::remove_file(first).unwrap();
     let target = tempfile::tempdir().unwrap();
+    let _detach = Detach(target.path());
     let out = lsvfs()
         .arg("mount")
         .arg(&m.volume)

@@ -44,6 +44,21 @@ pub fn ensure_tool(tool: &str, package: &str) {
     }
 }
 
+/// Detaches whatever is mounted on a path when dropped, so that a failing
+/// test leaves no mount behind (a view, or a mount a test did not expect).
+pub struct Detach<'a>(pub &'a Path);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        let path = self.0.to_string_lossy();
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        if mounted.split(' ').any(|f| f == path) {
+            // A view has nothing to flush: detach even if a file is open.
+            let _ = lsvfs().args(["unmount", "--lazy"]).arg(self.0).output();
+        }
+    }
+}
+
 pub struct Mounted {
     pub tmp: tempfile::TempDir,
     pub volume: PathBuf,
