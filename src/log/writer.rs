@@ -25,7 +25,7 @@ use crossbeam_channel::{Receiver, Sender, bounded, never, select};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -104,6 +104,8 @@ pub struct Writer {
     spare: Vec<u8>,
     /// Batches whose durability the syncer owes (set by `spawn`).
     syncer: Option<Sender<SyncJob>>,
+    /// Set by `Crash`: the syncer then drops what it still holds unsynced.
+    crashed: Arc<AtomicBool>,
 }
 
 /// What a batch that asked for durability owes once its segment is
@@ -125,10 +127,15 @@ const SYNC_QUEUE_LEN: usize = 64;
 /// publishes the new durable position and the sync points and answers.
 /// After a failed fdatasync nothing is answered as durable again: Linux
 /// reports a writeback error once, so a later fsync could succeed falsely.
-fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncJob>) {
+fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncJob>, crashed: Arc<AtomicBool>) {
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         jobs.extend(rx.try_iter());
+        if crashed.load(Ordering::SeqCst) {
+            // As if the process were killed: nothing more is flushed or
+            // recorded, and nobody is answered.
+            continue;
+        }
         let mut synced: Option<u64> = None;
         let result = shared.check().and_then(|()| {
             for job in &jobs {
@@ -266,6 +273,7 @@ impl Writer {
             waiting: false,
             spare: Vec::new(),
             syncer: None,
+            crashed: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -274,10 +282,10 @@ impl Writer {
     pub fn spawn(mut self, rx: Receiver<Request>) -> Result<JoinHandle<()>> {
         self.shared.set_durable(self.end());
         let (jobs, queue) = bounded(SYNC_QUEUE_LEN);
-        let shared = self.shared.clone();
+        let (shared, crashed) = (self.shared.clone(), self.crashed.clone());
         let syncer = std::thread::Builder::new()
             .name("lsvfs-syncer".into())
-            .spawn(move || sync_loop(shared, queue))
+            .spawn(move || sync_loop(shared, queue, crashed))
             .map_err(io("cannot start the syncer thread"))?;
         self.syncer = Some(jobs);
         std::thread::Builder::new()
@@ -337,6 +345,7 @@ impl Writer {
         let mut go_on = true;
         for req in requests {
             if let Request::Crash = req {
+                self.crashed.store(true, Ordering::SeqCst);
                 return false;
             }
             if let Err(e) = self.shared.check() {
