@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const CHILD_VOLUME: &str = "LSVFS_TEST_KILL_VOLUME";
 const CHILD_START: &str = "LSVFS_TEST_KILL_START";
@@ -71,9 +71,10 @@ fn file_index(tree: Vec<(Vec<u8>, lsvfs::index::DirEntry)>) -> BTreeSet<u64> {
         .collect()
 }
 
-/// Runs one child on `vol` for `ms` milliseconds, kills it, and returns the
-/// lines it printed.
-fn run_child(vol: &std::path::Path, start: u64, ms: u64) -> Vec<String> {
+/// Runs one child on `vol` until it has printed `lines` lines (so that how
+/// much is written does not depend on the machine's speed), kills it in the
+/// middle of its work, and returns the lines it printed.
+fn run_child(vol: &std::path::Path, start: u64, lines_wanted: usize) -> Vec<String> {
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "child_writer",
@@ -99,7 +100,11 @@ fn run_child(vol: &std::path::Path, start: u64, ms: u64) -> Vec<String> {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(ms));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lines.lock().unwrap().len() < lines_wanted {
+        assert!(Instant::now() < deadline, "the child stopped writing");
+        std::thread::sleep(Duration::from_millis(1));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
     reader.join().unwrap();
@@ -113,7 +118,7 @@ fn kill_9_loses_nothing_that_was_answered() {
     let mut policy = common::small_policy();
     policy.segment_size = 1 << 20;
     // Few enough segments that the archiver retires some during the run.
-    policy.working_set = 16;
+    policy.working_set = 8;
     common::create(&vol, &policy).close().unwrap();
     // The files that exist, as the child was answered; and each sync
     // point with the files that existed when it was taken.
@@ -122,7 +127,7 @@ fn kill_9_loses_nothing_that_was_answered() {
     let mut total_syncs = 0;
     let mut next = 0;
     for round in 0..6u64 {
-        let lines = run_child(&vol, next, 300 + round * 150);
+        let lines = run_child(&vol, next, 2000 + round as usize * 1000);
         let mut written = 0;
         // This round's sync points, and the very first one again.
         syncs.truncate(syncs.len().min(1));
