@@ -2,6 +2,7 @@
 //! level and backing store, kept in `lsvfs.toml` at the top of the volume.
 
 use crate::format::{FORMAT_VERSION, VolumeId};
+use crate::index::block_cost;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -184,12 +185,19 @@ impl Policy {
     /// cost bounded: retiring the oldest segment under uniform random
     /// overwrites copies about half of it at this fill (write amplification
     /// near 2; docs/BENCHMARKS.md), and the cost grows without bound as live
-    /// data approaches the whole working set.
+    /// data approaches the whole working set. Metadata records count too,
+    /// by the bytes they take (see [`Policy::capacity_bytes`]).
     pub fn capacity_blocks(&self) -> u64 {
         let header_footer = 4096 + 64;
-        let per_block = self.block_size + 32 + 30;
+        let per_block = block_cost(self.block_size as u32);
         let per_segment = (self.segment_size - header_footer) / per_block;
         per_segment * self.working_set as u64 * 3 / 4
+    }
+
+    /// The capacity in segment bytes: what every live record (data blocks,
+    /// inodes, directory entries, xattrs), with its summary entry, may take.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.capacity_blocks() * block_cost(self.block_size as u32)
     }
 
     /// The backing store directory, resolved against the volume directory.

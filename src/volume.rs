@@ -268,7 +268,7 @@ impl Volume {
             next_ino,
             window_start.max(1),
             primary_oldest,
-            policy.capacity_blocks(),
+            policy.capacity_bytes(),
             listing.free,
         ));
         let tail = match tail {
@@ -459,7 +459,7 @@ impl Volume {
             .index
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .live_blocks();
+            .used_blocks();
         let mut s = Status {
             segment_size: p.segment_size,
             working_set: w,

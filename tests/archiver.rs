@@ -10,7 +10,7 @@ mod common;
 use common::{Content, Dump, Node, dump};
 use lsvfs::archive::archiver::Step;
 use lsvfs::format::{SegmentHeader, VolumeId};
-use lsvfs::fs::{Fs, FsError, ROOT_OWNER};
+use lsvfs::fs::{Fs, FsError, ROOT_OWNER, XattrMode};
 use lsvfs::policy::Policy;
 use lsvfs::store::{BackingStore, Faulty, Memory};
 use lsvfs::volume::{OpenOptions, ROOT_INO, Volume};
@@ -549,4 +549,79 @@ fn a_full_disk_at_segment_creation_is_enospc_not_a_poisoned_volume() {
         vec![7u8; written as usize]
     );
     fs.into_volume().close().unwrap();
+}
+
+/// Issue 12.3: xattrs, symlink targets and directory entries count against
+/// the capacity like data. Before, one file's xattrs could fill the working
+/// set with live records: every retire then copied a whole segment forward
+/// and freed nothing, the writer spun and the store grew without bound.
+/// Now the metadata gets ENOSPC near the capacity, the archiver keeps up,
+/// and deleting makes room again.
+#[test]
+fn metadata_counts_against_capacity_so_the_working_set_keeps_moving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let policy = tiny_policy();
+    Volume::create(&dir, &policy).unwrap();
+    let store: Arc<dyn BackingStore> = Arc::new(Memory::new());
+    let fs = Arc::new(open(&dir, &store, None));
+    let (ino, _) = fs.create_file(ROOT_INO, b"x", 0o644, ROOT_OWNER).unwrap();
+    let cap = policy.capacity_bytes();
+    // Run the filling in a thread: before the fix it hung in the writer.
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let filler = fs.clone();
+    std::thread::spawn(move || {
+        let value = vec![0x42u8; 2 << 10];
+        let mut n = 0u64;
+        let err = loop {
+            let name = format!("user.attr{n:06}");
+            match filler.setxattr(ino, name.as_bytes(), &value, XattrMode::Any) {
+                Ok(()) => n += 1,
+                Err(e) => break e,
+            }
+            if n * 2048 > 4 * cap {
+                break FsError::Invalid("never ran out of space");
+            }
+        };
+        let mut links = 0u64;
+        let link_err = loop {
+            let target = vec![b'a'; 4000];
+            let name = format!("l{links:06}");
+            match filler.symlink(ROOT_INO, name.as_bytes(), &target, ROOT_OWNER) {
+                Ok(_) => links += 1,
+                Err(e) => break e,
+            }
+            if links > 1000 {
+                break FsError::Invalid("symlinks never ran out of space");
+            }
+        };
+        let _ = done_tx.send((n, err, links, link_err));
+    });
+    let (n, err, links, link_err) = done_rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("filling with xattrs hung: the working set stopped making progress");
+    assert_eq!(err.errno(), libc::ENOSPC, "xattrs: {err:?}");
+    // The xattrs took most of the capacity (each costs a bit over 2 KiB).
+    assert!(
+        n * 2048 > cap / 2 && n * 2048 <= cap,
+        "{n} xattrs, cap {cap}"
+    );
+    // The capacity is used up, so symlinks fail at once or almost.
+    assert_eq!(link_err.errno(), libc::ENOSPC, "symlinks: {link_err:?}");
+    assert!(links < 4, "{links} symlinks fit past the capacity");
+    drained(&fs);
+    assert!(primary_segments(&dir) <= (W + RESERVE) as u64);
+    // The store holds a bounded number of objects: retiring made progress
+    // (each retire frees space) instead of copying everything forward.
+    let objects = store.list().unwrap().len() as u64;
+    assert!(objects < 8 * W as u64, "{objects} objects archived");
+    // Deleting makes room: removing xattrs lets a symlink in.
+    for i in 0..8 {
+        fs.removexattr(ino, format!("user.attr{i:06}").as_bytes())
+            .unwrap();
+    }
+    fs.symlink(ROOT_INO, b"after", &[b'b'; 4000], ROOT_OWNER)
+        .unwrap();
+    let status = fs.volume().status();
+    assert!(status.live_bytes <= status.capacity_bytes, "{status:?}");
 }

@@ -124,6 +124,19 @@ pub enum Record {
 }
 
 impl Record {
+    /// Whether the record gives its key a value that stays live until
+    /// replaced (inodes, data, directory entries, xattrs), as opposed to
+    /// tombstones, truncates and sync records.
+    pub fn is_value(&self) -> bool {
+        matches!(
+            self,
+            Record::Inode { .. }
+                | Record::Data { .. }
+                | Record::Dirent { .. }
+                | Record::Xattr { .. }
+        )
+    }
+
     pub fn kind(&self) -> Kind {
         match self {
             Record::Inode { .. } => Kind::Inode,

@@ -29,7 +29,7 @@
 //! ```
 
 use super::codec::*;
-use super::record::{Kind, RecordView};
+use super::record::{Kind, Record, RecordView};
 use super::{FORMAT_VERSION, VolumeId};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LSVFSSEG";
@@ -189,6 +189,9 @@ pub struct SummaryEntry {
 }
 
 impl SummaryEntry {
+    /// Length of an entry without its key and value.
+    pub const FIXED_LEN: usize = SUMMARY_ENTRY_FIXED;
+
     /// The summary entry of a record found at `offset`.
     pub fn of(offset: u32, view: &RecordView<'_>) -> Self {
         let kind = view.header.kind;
@@ -208,6 +211,15 @@ impl SummaryEntry {
 
     pub fn encoded_len(&self) -> usize {
         SUMMARY_ENTRY_FIXED + self.key.len() + self.value.len()
+    }
+
+    /// Length of the summary entry that `record` gets when appended.
+    pub fn len_of(record: &Record) -> usize {
+        let value = match record.kind().value_in_summary() {
+            true => record.value_len(),
+            false => 0,
+        };
+        SUMMARY_ENTRY_FIXED + record.key_len() + value
     }
 
     pub fn encode(&self, buf: &mut Vec<u8>) {

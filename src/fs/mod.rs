@@ -248,8 +248,8 @@ impl Fs {
         Ok(self.volume.fsync()?)
     }
 
-    /// Capacity is the working set (segments × segment size); used is the
-    /// live data blocks.
+    /// Capacity is the capacity rule's blocks; used is every live record
+    /// (data and metadata) in full-block equivalents.
     pub fn statfs(&self) -> FsStats {
         let p = self.volume.policy();
         let stats = self.volume.index_stats();
@@ -257,7 +257,7 @@ impl Fs {
         FsStats {
             block_size: p.block_size as u32,
             blocks,
-            blocks_free: blocks.saturating_sub(stats.blocks),
+            blocks_free: blocks.saturating_sub(stats.used_blocks),
             files: stats.inodes,
             name_max: NAME_MAX as u32,
         }

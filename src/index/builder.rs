@@ -52,13 +52,18 @@ impl Builder {
     /// strictly decreasing log order.
     pub fn feed(&mut self, lsn: Lsn, e: &SummaryEntry) -> DecodeResult<()> {
         let stride = self.index.stride();
+        // What the record takes in its segment: itself and this entry.
+        let cost = e.len + e.encoded_len() as u32;
         match e.kind {
             Kind::Inode => {
                 let ino = ino_of(&e.key)?;
                 self.max_ino = self.max_ino.max(ino);
                 if !self.dead_inodes.contains(&ino) {
                     let entry = self.index.inodes.entry(ino).or_default();
-                    entry.lsn.get_or_insert(lsn);
+                    if entry.lsn.is_none() {
+                        entry.lsn = Some(lsn);
+                        entry.cost = cost;
+                    }
                 }
             }
             Kind::Data => {
@@ -80,16 +85,16 @@ impl Builder {
                 let key = (ino, name);
                 if !self.dead_inodes.contains(&ino) && !self.dead_xattrs.contains(&key) {
                     let entry = self.index.inodes.entry(ino).or_default();
-                    entry.xattrs.entry(key.1).or_insert(lsn);
+                    entry.xattrs.entry(key.1).or_insert((lsn, cost));
                 }
             }
-            _ => self.feed_full(lsn, Record::decode_parts(e.kind, &e.key, &e.value)?),
+            _ => self.feed_full(lsn, Record::decode_parts(e.kind, &e.key, &e.value)?, cost),
         }
         Ok(())
     }
 
     /// Kinds whose whole record is in the summary.
-    fn feed_full(&mut self, lsn: Lsn, record: Record) {
+    fn feed_full(&mut self, lsn: Lsn, record: Record, cost: u32) {
         match record {
             Record::InodeDelete { ino } => {
                 self.max_ino = self.max_ino.max(ino);
@@ -107,7 +112,12 @@ impl Builder {
                     return;
                 }
                 let dir = self.index.dirs.entry(parent).or_default();
-                dir.entry(key.1).or_insert(DirEntry { lsn, child, kind });
+                dir.entry(key.1).or_insert(DirEntry {
+                    lsn,
+                    child,
+                    kind,
+                    cost,
+                });
             }
             Record::DirentDelete { parent, name } => {
                 let exists = self.index.lookup(parent, &name).is_some();

@@ -9,7 +9,7 @@ pub mod builder;
 pub mod extents;
 
 use crate::format::record::RECORD_HEADER_LEN;
-use crate::format::{FileKind, Lsn, Record};
+use crate::format::{FileKind, Lsn, Record, SummaryEntry};
 use extents::{ExtentMap, Run};
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,8 +18,11 @@ use std::collections::{BTreeMap, HashMap};
 pub struct InodeEntry {
     /// The newest `Inode` record; `None` only while a backward build runs.
     pub lsn: Option<Lsn>,
+    /// What that record takes in a segment (see [`segment_cost`]).
+    pub cost: u32,
     pub blocks: ExtentMap,
-    pub xattrs: BTreeMap<Vec<u8>, Lsn>,
+    /// Each xattr's newest record and what it takes in a segment.
+    pub xattrs: BTreeMap<Vec<u8>, (Lsn, u32)>,
 }
 
 /// A directory entry as the index keeps it.
@@ -28,6 +31,8 @@ pub struct DirEntry {
     pub lsn: Lsn,
     pub child: u64,
     pub kind: FileKind,
+    /// What the record takes in a segment (see [`segment_cost`]).
+    pub cost: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,11 +42,25 @@ pub struct Index {
     dirs: HashMap<u64, BTreeMap<Vec<u8>, DirEntry>>,
     /// Mapped data blocks of all inodes: the live data the capacity rule counts.
     live_blocks: u64,
+    /// Segment bytes of the live metadata records (inodes, directory
+    /// entries, xattrs): the rest of what the capacity rule counts.
+    meta_bytes: u64,
 }
 
 /// Length of a data record holding a full block of `block_size` bytes.
 pub fn data_stride(block_size: u32) -> u32 {
     (RECORD_HEADER_LEN + 16) as u32 + block_size
+}
+
+/// Bytes a record of encoded length `len` takes in a segment: the record
+/// and its summary entry. Copying it forward costs as much again.
+pub fn segment_cost(record: &Record, len: u32) -> u32 {
+    len + SummaryEntry::len_of(record) as u32
+}
+
+/// Segment bytes of one full data block, summary entry included.
+pub fn block_cost(block_size: u32) -> u64 {
+    data_stride(block_size) as u64 + (SummaryEntry::FIXED_LEN + 16) as u64
 }
 
 impl Index {
@@ -51,6 +70,7 @@ impl Index {
             inodes: HashMap::new(),
             dirs: HashMap::new(),
             live_blocks: 0,
+            meta_bytes: 0,
         }
     }
 
@@ -59,9 +79,58 @@ impl Index {
         self.live_blocks
     }
 
-    /// Recounts live blocks after a backward build filled the maps.
+    /// Segment bytes of the live metadata records.
+    pub fn meta_bytes(&self) -> u64 {
+        self.meta_bytes
+    }
+
+    /// Segment bytes of everything live: what copy-forward must be able to
+    /// carry, and what the capacity rule bounds.
+    pub fn live_cost(&self) -> u64 {
+        self.live_blocks * block_cost(self.block_size) + self.meta_bytes
+    }
+
+    /// What the live records take, in full data blocks (rounded up): the
+    /// volume's used space as `df` and `status` show it.
+    pub fn used_blocks(&self) -> u64 {
+        self.live_cost().div_ceil(block_cost(self.block_size))
+    }
+
+    /// Segment bytes of the live record that `record` would replace (0 if
+    /// none, and for tombstones and sync records, which replace nothing
+    /// that stays live).
+    pub fn replaced_cost(&self, record: &Record) -> u64 {
+        let cost = match record {
+            Record::Inode { ino, .. } => self.inode(*ino).map(|e| e.cost),
+            Record::Data { ino, block, .. } => self
+                .has_block(*ino, *block)
+                .then_some(block_cost(self.block_size) as u32),
+            Record::Xattr { ino, name, .. } => self
+                .inodes
+                .get(ino)
+                .and_then(|e| e.xattrs.get(name))
+                .map(|x| x.1),
+            Record::Dirent { parent, name, .. } => self.lookup(*parent, name).map(|e| e.cost),
+            _ => None,
+        };
+        cost.unwrap_or(0) as u64
+    }
+
+    /// Recounts live blocks and metadata after a backward build filled the maps.
     fn recount(&mut self) {
         self.live_blocks = self.inodes.values().map(|e| e.blocks.blocks()).sum();
+        let inodes: u64 = self
+            .inodes
+            .values()
+            .map(|e| e.cost as u64 + e.xattrs.values().map(|x| x.1 as u64).sum::<u64>())
+            .sum();
+        let dirents: u64 = self
+            .dirs
+            .values()
+            .flat_map(|d| d.values())
+            .map(|d| d.cost as u64)
+            .sum();
+        self.meta_bytes = inodes + dirents;
     }
 
     /// Whether `block` of `ino` is mapped.
@@ -83,13 +152,26 @@ impl Index {
     /// Applies a record just appended at `lsn` (of encoded length `len`).
     pub fn apply(&mut self, lsn: Lsn, record: &Record, len: u32) {
         let stride = self.stride();
+        let cost = segment_cost(record, len);
+        let old = self.replaced_cost(record);
+        if record.is_value() && !matches!(record, Record::Data { .. }) {
+            self.meta_bytes = self.meta_bytes + cost as u64 - old;
+        }
         match record {
-            Record::Inode { ino, .. } => self.inodes.entry(*ino).or_default().lsn = Some(lsn),
+            Record::Inode { ino, .. } => {
+                let e = self.inodes.entry(*ino).or_default();
+                e.lsn = Some(lsn);
+                e.cost = cost;
+            }
             Record::InodeDelete { ino } => {
                 if let Some(e) = self.inodes.remove(ino) {
                     self.live_blocks -= e.blocks.blocks();
+                    let xattrs: u64 = e.xattrs.values().map(|x| x.1 as u64).sum();
+                    self.meta_bytes -= e.lsn.map_or(0, |_| e.cost as u64) + xattrs;
                 }
-                self.dirs.remove(ino);
+                if let Some(dir) = self.dirs.remove(ino) {
+                    self.meta_bytes -= dir.values().map(|d| d.cost as u64).sum::<u64>();
+                }
             }
             Record::Dirent {
                 parent,
@@ -101,6 +183,7 @@ impl Index {
                     lsn,
                     child: *child,
                     kind: *kind,
+                    cost,
                 };
                 self.dirs
                     .entry(*parent)
@@ -109,7 +192,9 @@ impl Index {
             }
             Record::DirentDelete { parent, name } => {
                 if let Some(dir) = self.dirs.get_mut(parent) {
-                    dir.remove(name);
+                    if let Some(gone) = dir.remove(name) {
+                        self.meta_bytes -= gone.cost as u64;
+                    }
                     if dir.is_empty() {
                         self.dirs.remove(parent);
                     }
@@ -134,11 +219,11 @@ impl Index {
                     .entry(*ino)
                     .or_default()
                     .xattrs
-                    .insert(name.clone(), lsn);
+                    .insert(name.clone(), (lsn, cost));
             }
             Record::XattrDelete { ino, name } => {
-                if let Some(e) = self.inodes.get_mut(ino) {
-                    e.xattrs.remove(name);
+                if let Some(gone) = self.inodes.get_mut(ino).and_then(|e| e.xattrs.remove(name)) {
+                    self.meta_bytes -= gone.1 as u64;
                 }
             }
             Record::SyncPoint(_) => {}
@@ -206,7 +291,7 @@ impl Index {
     }
 
     pub fn xattr(&self, ino: u64, name: &[u8]) -> Option<Lsn> {
-        self.inodes.get(&ino)?.xattrs.get(name).copied()
+        self.inodes.get(&ino)?.xattrs.get(name).map(|x| x.0)
     }
 
     pub fn xattr_names(&self, ino: u64) -> Vec<Vec<u8>> {
@@ -232,6 +317,7 @@ impl Index {
     pub fn stats(&self) -> IndexStats {
         let mut s = IndexStats {
             inodes: self.inodes.len() as u64,
+            used_blocks: self.used_blocks(),
             ..Default::default()
         };
         for e in self.inodes.values() {
@@ -246,6 +332,8 @@ impl Index {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IndexStats {
     pub inodes: u64,
+    /// Live records in full-block equivalents (see [`Index::used_blocks`]).
+    pub used_blocks: u64,
     pub dirents: u64,
     pub blocks: u64,
     pub runs: u64,

@@ -41,8 +41,8 @@ pub struct Shared {
     /// since the volume was opened: their ratio is the write amplification.
     pub user_bytes: AtomicU64,
     pub copied_bytes: AtomicU64,
-    /// Most data blocks the volume may map (the capacity rule).
-    pub capacity_blocks: u64,
+    /// Most segment bytes the live records may take (the capacity rule).
+    pub capacity_bytes: u64,
     /// The writer wakes the archiver through this when it sealed a segment.
     pub archiver_wake: (Sender<()>, Receiver<()>),
     /// Recycled segment files waiting to be reused.
@@ -70,7 +70,7 @@ impl Shared {
         next_ino: u64,
         window_start: u64,
         primary_oldest: u64,
-        capacity_blocks: u64,
+        capacity_bytes: u64,
         free: Vec<PathBuf>,
     ) -> Self {
         Shared {
@@ -89,7 +89,7 @@ impl Shared {
             user_bytes: AtomicU64::new(0),
             copied_bytes: AtomicU64::new(0),
             archiver_wake: bounded(1),
-            capacity_blocks,
+            capacity_bytes,
             free: Mutex::new(free),
             poison: Mutex::new(None),
             durable: Mutex::new(Lsn { seq: 0, offset: 0 }),

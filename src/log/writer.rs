@@ -252,15 +252,6 @@ pub fn group_max(segment_size: u64) -> usize {
     segment_size as usize - SEGMENT_HEADER_LEN - FOOTER_LEN
 }
 
-fn summary_len(record: &Record) -> usize {
-    let value = if record.kind().value_in_summary() {
-        record.value_len()
-    } else {
-        0
-    };
-    14 + record.key_len() + value
-}
-
 impl Writer {
     pub fn new(shared: Arc<Shared>, tail: Tail, next_sync_id: u64, link: ArchiverLink) -> Self {
         Writer {
@@ -483,7 +474,7 @@ impl Writer {
             r.validate(block_size)
                 .map_err(|why| Error::Invalid(why.to_string()))?;
             len += r.encoded_len();
-            sum_len += summary_len(r);
+            sum_len += SummaryEntry::len_of(r);
         }
         let max = group_max(self.shared.segment_size);
         if len + sum_len > max {
@@ -577,30 +568,31 @@ impl Writer {
         Ok(())
     }
 
-    /// Refuses a group that would map more data blocks than the capacity
-    /// rule allows; overwrites and deletes always pass.
+    /// Refuses a group that would take the live records past the capacity
+    /// rule: data blocks and metadata (inodes, directory entries, xattrs,
+    /// symlink targets) alike, counted in the segment bytes they take.
+    /// Beyond it, retiring a segment could copy forward as much as it
+    /// frees, and the working set would stop making progress. Overwrites
+    /// that take no more room than what they replace, truncates and deletes
+    /// always pass.
     fn check_capacity(&self, records: &[Record]) -> Result<()> {
-        let is_data = |r: &&Record| matches!(r, Record::Data { .. });
-        let data = records.iter().filter(is_data).count() as u64;
-        let cap = self.shared.capacity_blocks;
         let index = self.shared.index.read().unwrap_or_else(|p| p.into_inner());
-        let live = index.live_blocks();
-        if data == 0 || live + data <= cap {
+        let (mut added, mut freed) = (0u64, 0u64);
+        for r in records {
+            if !r.is_value() {
+                continue;
+            }
+            added += crate::index::segment_cost(r, r.encoded_len() as u32) as u64;
+            freed += index.replaced_cost(r);
+        }
+        let live = index.live_cost();
+        let cap = self.shared.capacity_bytes;
+        if added <= freed || live + (added - freed) <= cap {
             return Ok(());
         }
-        let new = records
-            .iter()
-            .filter(
-                |r| matches!(r, Record::Data { ino, block, .. } if !index.has_block(*ino, *block)),
-            )
-            .count() as u64;
-        if new == 0 || live + new <= cap {
-            return Ok(());
-        }
-        let bs = self.shared.block_size as u64;
         Err(Error::NoSpace(format!(
-            "live data would exceed the volume's capacity of {} bytes ({live} of {cap} blocks in use); delete data or enlarge the working set",
-            cap * bs
+            "live data would exceed the volume's capacity of {cap} bytes of records ({live} in use, {} more asked); delete data or enlarge the working set",
+            added - freed
         )))
     }
 
