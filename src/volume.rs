@@ -20,7 +20,7 @@ use crate::log::lock::VolumeLock;
 use crate::log::reader::Segments;
 use crate::log::recovery::{build_backward, segment_records};
 use crate::log::writer::{self, ArchiverLink, Request, Tail, Writer};
-use crate::log::{Shared, lock, segment};
+use crate::log::{FdatasyncHook, Shared, TailFile, lock, segment};
 use crate::policy::{POLICY_FILE, Policy};
 use crate::status::{Status, StoreStatus, ratio};
 use crate::store::{BackingStore, LocalDir};
@@ -59,6 +59,9 @@ pub struct OpenOptions {
     pub halt_at: Option<archiver::Step>,
     /// Told how far recovery got: (segments read, segments in the window).
     pub progress: Option<Box<dyn Fn(u64, u64)>>,
+    /// For failure tests: called in place of fdatasync on tail segments.
+    #[doc(hidden)]
+    pub fdatasync_hook: Option<FdatasyncHook>,
 }
 
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -226,7 +229,7 @@ impl Volume {
                     e.encode(&mut summary);
                 }
                 tail = Some(Tail {
-                    file: Arc::new(file),
+                    file: Arc::new(TailFile::new(file, last)),
                     header: recs.header,
                     pos: scan.valid_end,
                     last_crc: scan.last_crc,
@@ -257,7 +260,7 @@ impl Volume {
             archive,
             primary_oldest,
         ));
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             volume_id,
             seg_dir,
             block_size,
@@ -270,7 +273,9 @@ impl Volume {
             primary_oldest,
             policy.capacity_bytes(),
             listing.free,
-        ));
+        );
+        shared.fdatasync_hook = options.fdatasync_hook;
+        let shared = Arc::new(shared);
         let tail = match tail {
             Some(t) => t,
             None => writer::open_segment(&shared, next_seq, next_sync_id)?,
@@ -517,7 +522,13 @@ impl Volume {
         let Some(handle) = self.writer.take() else {
             return Ok(());
         };
-        let end = self.call(|reply| Request::Close { reply });
+        // Sent even to a poisoned writer (not through `call`, which would
+        // refuse it here): Close is what makes the writer thread stop.
+        let (reply, rx) = bounded(1);
+        let end = match self.tx.send(Request::Close { reply }) {
+            Ok(()) => rx.recv().unwrap_or(Err(Error::Closed)),
+            Err(_) => Err(Error::Closed),
+        };
         let _ = handle.join();
         let end = end?;
         if let Some(l) = self.lock.as_mut() {

@@ -262,6 +262,9 @@ impl Archiver {
         if self.halt(Step::Stored) {
             return Ok(false);
         }
+        // The copies' durability is what makes recycling safe: after any
+        // failed fdatasync nothing is known to be durable, so S stays.
+        self.shared.check()?;
 
         self.shared.segments.retire(seq);
         drop(file);

@@ -8,15 +8,75 @@ pub mod recovery;
 pub mod segment;
 pub mod writer;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, io};
 use crate::format::{Lsn, VolumeId};
 use crate::index::Index;
 use catalog::Catalog;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use reader::Segments;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+
+/// Who asks for an fdatasync of the tail segment (for [`FdatasyncHook`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncSite {
+    /// The writer sealing a full segment.
+    Seal,
+    /// The syncer making a batch durable for fsync, sync points, close.
+    Syncer,
+}
+
+/// A test hook called in place of fdatasync on a tail segment, to inject
+/// the writeback errors a real disk gives at its own moments.
+#[doc(hidden)]
+pub type FdatasyncHook = Arc<dyn Fn(SyncSite, u64) -> std::io::Result<()> + Send + Sync>;
+
+/// The segment being appended to, shared by the writer (which seals it)
+/// and the syncer (which makes batches durable). Their fdatasyncs are
+/// serialised with their error handling: Linux reports a writeback error
+/// once per open file, so of two concurrent callers one could see the
+/// error and the other a false success.
+pub struct TailFile {
+    file: File,
+    seq: u64,
+    sync: Mutex<()>,
+}
+
+impl std::ops::Deref for TailFile {
+    type Target = File;
+    fn deref(&self) -> &File {
+        &self.file
+    }
+}
+
+impl TailFile {
+    pub fn new(file: File, seq: u64) -> Self {
+        TailFile {
+            file,
+            seq,
+            sync: Mutex::new(()),
+        }
+    }
+
+    /// fdatasync, refused once the volume is poisoned, and poisoning it on
+    /// failure before anyone else may fdatasync this file: a success after
+    /// an error someone else took proves nothing.
+    pub fn sync_data(&self, shared: &Shared, site: SyncSite) -> Result<()> {
+        let _serial = lock(&self.sync);
+        shared.check()?;
+        let done = match &shared.fdatasync_hook {
+            Some(hook) => hook(site, self.seq),
+            None => self.file.sync_data(),
+        };
+        if let Err(e) = done.map_err(io(format!("cannot fsync segment {}", self.seq))) {
+            shared.poison(&e);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
 
 /// State shared by the writer thread and every reader of the live volume.
 pub struct Shared {
@@ -47,6 +107,8 @@ pub struct Shared {
     pub archiver_wake: (Sender<()>, Receiver<()>),
     /// Recycled segment files waiting to be reused.
     pub free: Mutex<Vec<PathBuf>>,
+    /// Tests: replaces fdatasync of tail segments.
+    pub fdatasync_hook: Option<FdatasyncHook>,
     poison: Mutex<Option<String>>,
     durable: Mutex<Lsn>,
 }
@@ -91,6 +153,7 @@ impl Shared {
             archiver_wake: bounded(1),
             capacity_bytes,
             free: Mutex::new(free),
+            fdatasync_hook: None,
             poison: Mutex::new(None),
             durable: Mutex::new(Lsn { seq: 0, offset: 0 }),
         }

@@ -16,7 +16,7 @@
 //! because primary storage holds its limit of segments (back-pressure).
 
 use super::catalog::SyncPoint;
-use super::{Shared, lock, segment};
+use super::{Shared, SyncSite, TailFile, lock, segment};
 use crate::error::{Error, Result, io};
 use crate::format::record::{FLAG_COPIED, FLAG_GROUP_END, RECORD_HEADER_LEN};
 use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
@@ -73,7 +73,7 @@ pub enum Request {
 /// The segment being appended to.
 pub struct Tail {
     /// Shared with the syncer, which fdatasyncs it after the writer moved on.
-    pub file: Arc<File>,
+    pub file: Arc<TailFile>,
     pub header: SegmentHeader,
     pub pos: u32,
     pub last_crc: u32,
@@ -112,7 +112,7 @@ pub struct Writer {
 /// fdatasynced: the syncer thread answers it, while the writer appends the
 /// next batches. Jobs waiting together share one fdatasync per segment.
 struct SyncJob {
-    file: Arc<File>,
+    file: Arc<TailFile>,
     seq: u64,
     end: Lsn,
     syncs: Vec<Reply<()>>,
@@ -140,9 +140,7 @@ fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncJob>, crashed: Arc<AtomicBool
         let result = shared.check().and_then(|()| {
             for job in &jobs {
                 if synced != Some(job.seq) {
-                    job.file
-                        .sync_data()
-                        .map_err(io(format!("cannot fsync segment {}", job.seq)))?;
+                    job.file.sync_data(&shared, SyncSite::Syncer)?;
                     synced = Some(job.seq);
                 }
             }
@@ -339,12 +337,12 @@ impl Writer {
                 self.crashed.store(true, Ordering::SeqCst);
                 return false;
             }
+            if let Request::Close { .. } = req {
+                go_on = false;
+            }
             if let Err(e) = self.shared.check() {
                 refuse(req, e);
                 continue;
-            }
-            if let Request::Close { .. } = req {
-                go_on = false;
             }
             let step = self
                 .step(&mut b, req)
@@ -669,12 +667,15 @@ impl Writer {
             };
             let footer_at = self.shared.segment_size - FOOTER_LEN as u64;
             // The summary is durable before the footer that vouches for it.
+            let ctx = || format!("cannot seal segment {seq}");
             t.file
                 .write_all_at(&t.summary, t.pos as u64)
-                .and_then(|_| t.file.sync_data())
-                .and_then(|_| t.file.write_all_at(&footer.encode(), footer_at))
-                .and_then(|_| t.file.sync_data())
-                .map_err(io(format!("cannot seal segment {seq}")))?;
+                .map_err(io(ctx()))?;
+            t.file.sync_data(&self.shared, SyncSite::Seal)?;
+            t.file
+                .write_all_at(&footer.encode(), footer_at)
+                .map_err(io(ctx()))?;
+            t.file.sync_data(&self.shared, SyncSite::Seal)?;
             self.tail.sealed = true;
             self.shared.set_durable(self.end());
             self.shared.sealed.store(seq, Ordering::SeqCst);
@@ -742,7 +743,7 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
     };
     let (_, crc) = header.encode();
     Ok(Tail {
-        file: Arc::new(file),
+        file: Arc::new(TailFile::new(file, seq)),
         header,
         pos: SEGMENT_HEADER_LEN as u32,
         last_crc: crc,
