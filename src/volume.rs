@@ -152,6 +152,8 @@ impl Volume {
         let mut next_seq = archive.objects().last().map_or(1, |(s, _)| s + 1);
         let mut tail = None;
         let mut missing = Vec::new();
+        // Set when the log's tail was cut at a torn or stale record.
+        let mut unclean = false;
         if let Some(&last) = listing.segments.last() {
             let (_, recs) = segment_records(&seg_dir, last, volume_id)?;
             check_geometry(&recs.header, &policy)?;
@@ -208,6 +210,7 @@ impl Volume {
             check_durable_end(&recs, log_end, clean, &catalog)?;
             if let Some(scan) = &recs.scan {
                 if clean != Some(log_end) {
+                    unclean = true;
                     let why = scan
                         .stopped
                         .as_ref()
@@ -277,6 +280,16 @@ impl Volume {
         shared.fdatasync_hook = options.fdatasync_hook;
         let shared = Arc::new(shared);
         let tail = match tail {
+            // Appending after a cut tail in place could make the stale
+            // records behind the cut valid again: the chain of CRCs would
+            // accept them if the first new record came out byte for byte
+            // as the torn one (copy-forward and orphan deletion re-encode
+            // deterministically). So the tail is sealed where the valid
+            // log ends and appending goes on in a new segment.
+            Some(mut t) if unclean => {
+                writer::seal(&shared, &mut t)?;
+                writer::open_segment(&shared, t.header.seq + 1, next_sync_id)?
+            }
             Some(t) => t,
             None => writer::open_segment(&shared, next_seq, next_sync_id)?,
         };

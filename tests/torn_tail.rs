@@ -336,3 +336,58 @@ fn a_damaged_record_in_a_sealed_segment_reads_as_eio() {
     );
     assert_eq!(fs.read(inos[39], 0, 4000).unwrap(), vec![39; 4000]);
 }
+
+/// Issue 12.7: after a crash cut the log at a torn record, appending must
+/// not resume in place. Here the first record written after recovery is
+/// byte for byte the torn one (same key, bytes, flags and chain), so if it
+/// were written at the cut, the stale records behind it would chain again
+/// and a later recovery would bring back writes the first recovery had cut.
+#[test]
+fn records_cut_at_recovery_never_come_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let vol = dir.path().join("v");
+    let mut policy = common::small_policy();
+    policy.segment_size = 1 << 20;
+    let v = common::create(&vol, &policy);
+    v.commit(group(2, false)).unwrap();
+    v.fsync().unwrap();
+    let block = |b: u64| Record::Data {
+        ino: 2,
+        block: b,
+        bytes: vec![b as u8 + 1; 100],
+    };
+    let first = v.commit(vec![block(0)]).unwrap()[0];
+    v.commit(vec![block(1)]).unwrap();
+    v.commit(vec![block(2)]).unwrap();
+    v.crash();
+    // Tear the first unsynced record: one byte of its data.
+    let seg = vol.join("segments").join(format!("{:016}.seg", first.seq));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&seg)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    f.read_exact_at(&mut byte, first.offset as u64 + 40)
+        .unwrap();
+    f.write_all_at(&[byte[0] ^ 0xff], first.offset as u64 + 40)
+        .unwrap();
+    drop(f);
+    let v = Volume::open(&vol).unwrap();
+    let tree = v.tree();
+    assert_eq!(tree.read_block(2, 0).unwrap(), None, "the torn record");
+    assert_eq!(tree.read_block(2, 1).unwrap(), None, "cut with the tail");
+    // The same record again, as copy-forward would write it.
+    v.commit(vec![block(0)]).unwrap();
+    v.fsync().unwrap();
+    v.crash();
+    let v = Volume::open(&vol).unwrap();
+    let tree = v.tree();
+    assert_eq!(tree.read_block(2, 0).unwrap(), Some(vec![1; 100]));
+    assert_eq!(
+        tree.read_block(2, 1).unwrap(),
+        None,
+        "a record cut by the first recovery came back"
+    );
+    assert_eq!(tree.read_block(2, 2).unwrap(), None);
+}

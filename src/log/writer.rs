@@ -656,29 +656,7 @@ impl Writer {
         self.flush(b)?;
         let seq = self.tail.header.seq;
         if !self.tail.sealed {
-            let t = &self.tail;
-            let footer = Footer {
-                seq,
-                records_end: t.pos,
-                record_count: t.count,
-                last_crc: t.last_crc,
-                summary_len: t.summary.len() as u32,
-                summary_crc: crc32c::crc32c(&t.summary),
-            };
-            let footer_at = self.shared.segment_size - FOOTER_LEN as u64;
-            // The summary is durable before the footer that vouches for it.
-            let ctx = || format!("cannot seal segment {seq}");
-            t.file
-                .write_all_at(&t.summary, t.pos as u64)
-                .map_err(io(ctx()))?;
-            t.file.sync_data(&self.shared, SyncSite::Seal)?;
-            t.file
-                .write_all_at(&footer.encode(), footer_at)
-                .map_err(io(ctx()))?;
-            t.file.sync_data(&self.shared, SyncSite::Seal)?;
-            self.tail.sealed = true;
-            self.shared.set_durable(self.end());
-            self.shared.sealed.store(seq, Ordering::SeqCst);
+            seal(&self.shared, &mut self.tail)?;
             let _ = self.shared.archiver_wake.0.try_send(());
         }
         // A full disk fails only the group that needed the segment.
@@ -688,6 +666,39 @@ impl Writer {
         log::debug!("sealed segment {seq}, opened {}", seq + 1);
         Ok(())
     }
+}
+
+/// Seals `tail` where it ends: its summary after the last record, then the
+/// footer in the segment's last bytes, each made durable (a footer never
+/// vouches for a summary that is not on disk). Nothing is appended to a
+/// sealed segment again.
+pub fn seal(shared: &Shared, tail: &mut Tail) -> Result<()> {
+    let seq = tail.header.seq;
+    let footer = Footer {
+        seq,
+        records_end: tail.pos,
+        record_count: tail.count,
+        last_crc: tail.last_crc,
+        summary_len: tail.summary.len() as u32,
+        summary_crc: crc32c::crc32c(&tail.summary),
+    };
+    let footer_at = shared.segment_size - FOOTER_LEN as u64;
+    let ctx = || format!("cannot seal segment {seq}");
+    tail.file
+        .write_all_at(&tail.summary, tail.pos as u64)
+        .map_err(io(ctx()))?;
+    tail.file.sync_data(shared, SyncSite::Seal)?;
+    tail.file
+        .write_all_at(&footer.encode(), footer_at)
+        .map_err(io(ctx()))?;
+    tail.file.sync_data(shared, SyncSite::Seal)?;
+    tail.sealed = true;
+    shared.set_durable(Lsn {
+        seq,
+        offset: tail.pos,
+    });
+    shared.sealed.store(seq, Ordering::SeqCst);
+    Ok(())
 }
 
 /// Asks the kernel to start writing `len` bytes at `at` to disk now, without
