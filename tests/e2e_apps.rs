@@ -183,7 +183,6 @@ fn control_files() {
     let m = Mounted::new(&[], "allow_other");
     let ctl = m.path(".lsvfs/sync-point");
 
-    // Data written (not fsynced) just before the sync point is in it.
     std::fs::write(m.path("before"), b"in the sync point").unwrap();
     let answer = write_label(&ctl, b"nightly backup\n").unwrap();
     let fields: Vec<&str> = answer.trim_end().splitn(3, ' ').collect();
@@ -237,6 +236,17 @@ fn control_files() {
         .collect();
     assert_eq!(names, vec![std::ffi::OsString::from("before")]);
     let stats = std::fs::read_to_string(m.path(".lsvfs/stats")).unwrap();
+    // `head` reads a buffer and seeks back: the snapshot files seek (when
+    // they did not, head printed an error, yet exited 0).
+    let out = Command::new("head")
+        .arg("-2")
+        .arg(m.path(".lsvfs/stats"))
+        .output()
+        .unwrap();
+    let head = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    assert_eq!(head.lines().count(), 2, "{head}");
+    assert!(stats.starts_with(&*head), "{head}");
     assert!(stats.contains("lsvfs_sync_points 11\n"), "{stats}");
     assert!(
         stats.contains("lsvfs_operations_total{op=\"sync_point\"} 11\n"),

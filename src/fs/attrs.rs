@@ -31,8 +31,19 @@ impl Fs {
     /// when the size changes and no mtime is given.
     pub fn setattr(&self, ino: u64, set: &SetAttrs) -> FsResult<InodeAttrs> {
         let _g = self.lock_inodes(&[ino]);
-        let mut attrs = self.getattr(ino)?;
         let now = Timestamp::now();
+        let mut attrs = match self.getattr(ino) {
+            // The kernel's times for a file deleted since: answered, kept
+            // nowhere (nobody can stat it any more).
+            Err(FsError::NotFound) => {
+                let mut gone = self.deleted_attrs(ino).ok_or(FsError::NotFound)?;
+                gone.atime = set.atime.unwrap_or(gone.atime);
+                gone.mtime = set.mtime.unwrap_or(gone.mtime);
+                gone.ctime = now;
+                return Ok(gone);
+            }
+            other => other?,
+        };
         let mut records = Vec::new();
         if let Some(size) = set.size {
             match attrs.kind {

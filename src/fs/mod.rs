@@ -11,6 +11,7 @@
 
 mod attrs;
 mod data;
+mod deleted;
 mod namespace;
 
 pub use attrs::{SetAttrs, XattrMode};
@@ -138,6 +139,8 @@ pub struct Fs {
     /// Open handles per inode: an inode whose last name is removed while
     /// it is open lives on as an orphan until its last release.
     opens: Mutex<HashMap<u64, u32>>,
+    /// Deleted inodes the kernel may still send writes and times for.
+    deleted: Mutex<deleted::Deleted>,
 }
 
 /// Capacity and use, as `statfs` reports them.
@@ -173,6 +176,7 @@ impl Fs {
             namespace: Mutex::new(()),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             opens: Mutex::new(HashMap::new()),
+            deleted: Mutex::default(),
         };
         if fs.volume.tree().getattr(ROOT_INO)?.is_none() {
             let mut root = InodeAttrs::new(FileKind::Directory, 0o755, 0, 0);

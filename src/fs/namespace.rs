@@ -54,6 +54,9 @@ impl Fs {
         }
         let name = orphan_name(ino);
         if self.volume.tree().lookup(ORPHANS, &name).is_some() {
+            if let Ok(attrs) = self.getattr(ino) {
+                self.remember_deleted(ino, attrs);
+            }
             self.volume.commit(vec![
                 Record::DirentDelete {
                     parent: ORPHANS,
@@ -88,6 +91,7 @@ impl Fs {
             return vec![Record::Inode { ino, attrs }];
         }
         if attrs.kind == FileKind::Directory || !lock(&self.opens).contains_key(&ino) {
+            self.remember_deleted(ino, attrs);
             return vec![Record::InodeDelete { ino }];
         }
         attrs.nlink = 0;

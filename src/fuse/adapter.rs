@@ -270,6 +270,12 @@ impl Filesystem for Adapter {
         Ok(())
     }
 
+    /// The kernel dropped the inode: a deleted one is forgotten for good
+    /// (live, view and control inodes need nothing).
+    fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
+        self.fs.forget(ino.0);
+    }
+
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let in_view = match parent.0 {
             SYNC_POINTS_INO => Some(
@@ -489,11 +495,16 @@ impl Filesystem for Adapter {
         if let Some(node) = self.control.node(ino.0) {
             return match self.control.open(req, node) {
                 Ok(h) => {
+                    // Snapshots read by offset, so they seek (`head` seeks
+                    // back); the sync-point file reads by its own cursor.
+                    let flags = match h {
+                        ControlHandle::SyncPoint(_) => {
+                            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE
+                        }
+                        ControlHandle::Snapshot(_) => FopenFlags::FOPEN_DIRECT_IO,
+                    };
                     let fh = self.add_handle(Handle::Control(h));
-                    reply.opened(
-                        fh,
-                        FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE,
-                    )
+                    reply.opened(fh, flags)
                 }
                 Err(e) => reply.error(e),
             };
