@@ -303,7 +303,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__sync__subcmd__point)
-            opts="-v -q -h --label --verbose --quiet --help"
+            opts="-v -q -h --label --no-flush --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -95,3 +95,36 @@ fn past_the_capacity_writes_fail_with_enospc_and_deleting_makes_room() {
     m.remount();
     assert_eq!(std::fs::read(m.path("small")).unwrap(), &big[..512 << 10]);
 }
+
+/// Issue 12.4: a flushing sync point whose flush fails is not taken. At
+/// capacity the kernel's writeback of data written just before gets ENOSPC,
+/// so `syncfs` fails; before, the daemon only logged that and declared the
+/// sync point without the data.
+#[test]
+fn a_sync_point_whose_flush_fails_is_not_taken() {
+    let m = Mounted::new(&["--segment-size", "256K", "--working-set", "8"], "");
+    // Written through the page cache, not fsynced: more than fits.
+    if let Ok(mut f) = std::fs::File::create(m.path("big")) {
+        let _ = f.write_all(&vec![7u8; 4 << 20]);
+    }
+    let out = lsvfs()
+        .arg("sync-point")
+        .arg(&m.mnt)
+        .args(["--label", "after big"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot flush") && stderr.contains("no sync point was taken"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let listed = run(lsvfs().arg("sync-points").arg(&m.mnt));
+    assert!(!listed.contains("after big"), "{listed}");
+    // Once there is room again, sync points are taken.
+    std::fs::remove_file(m.path("big")).unwrap();
+    std::fs::write(m.path("small"), b"fits").unwrap();
+    let id = run(lsvfs().arg("sync-point").arg(&m.mnt));
+    assert!(id.trim().parse::<u64>().is_ok(), "{id}");
+}

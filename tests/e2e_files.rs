@@ -244,3 +244,66 @@ fn read_only_mounts_refuse_changes() {
     let err = std::fs::remove_file(m.path("f")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EROFS));
 }
+
+/// Issue 12.11: with the writeback cache the kernel sends the times of a
+/// file it still caches after the file was deleted at its last close; that
+/// setattr (and any late write) is answered, not refused with ENOENT, so
+/// `sync -f` after write, close, rm succeeds.
+#[test]
+fn sync_after_write_close_remove_succeeds() {
+    let m = Mounted::new(&[], "");
+    for i in 0..20 {
+        let path = m.path(&format!("f{i}"));
+        std::fs::write(&path, b"x\n").unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let out = Command::new("sync").arg("-f").arg(&m.mnt).output().unwrap();
+        assert!(
+            out.status.success(),
+            "round {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Nothing of them is left.
+    assert_eq!(std::fs::read_dir(&m.mnt).unwrap().count(), 0);
+}
+
+/// Issue 12.5: no daemon thread waits on its own mount. A flushing sync
+/// point flushes from the requesting command, so kill -9 of the daemon in
+/// the middle of flushing sync points under heavy buffered writes always
+/// lets it die, and clients then get ENOTCONN instead of hanging.
+#[test]
+fn kill_9_during_flushing_sync_points_lets_the_daemon_die() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let m = Mounted::new(&[], "");
+    for round in 0..3 {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let chunk = vec![round as u8; 1 << 20];
+                let Ok(f) = std::fs::File::create(m.path(&format!("dirty{round}"))) else {
+                    return;
+                };
+                for i in 0..512u64 {
+                    if stop.load(Ordering::SeqCst) || f.write_all_at(&chunk, i << 20).is_err() {
+                        return;
+                    }
+                }
+            });
+            s.spawn(|| {
+                while !stop.load(Ordering::SeqCst) {
+                    let _ = lsvfs().arg("sync-point").arg(&m.mnt).output();
+                }
+            });
+            std::thread::sleep(std::time::Duration::from_millis(400 + 300 * round));
+            let pid = m.daemon_pid();
+            // SAFETY: sending a signal has no memory-safety preconditions.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            common::mount::wait_gone(pid);
+            let err = std::fs::metadata(m.path("dirty0")).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN), "{err}");
+            stop.store(true, Ordering::SeqCst);
+        });
+        run(lsvfs().arg("unmount").arg(&m.mnt));
+        m.mount();
+    }
+}

@@ -114,7 +114,12 @@ enum Command {
     },
     /// Take a sync point on a mounted volume and print its id.
     ///
-    /// Everything written before the command started is in the sync point.
+    /// First flushes the mount (syncfs), so that everything written before
+    /// the command started is in the sync point, also what applications
+    /// had not fsynced yet; if the flush fails, no sync point is taken.
+    /// With --no-flush the sync point holds what lsvfs had been handed when
+    /// it was asked: crash-consistent, which is what a database that
+    /// fsyncs its own writes needs (and faster).
     ///
     /// Example: lsvfs sync-point /srv/pg --label "before upgrade"
     SyncPoint {
@@ -122,6 +127,9 @@ enum Command {
         /// UTF-8, at most 256 bytes, no control characters.
         #[arg(long, default_value = "")]
         label: String,
+        /// Do not flush the mount first (a crash-consistent sync point).
+        #[arg(long)]
+        no_flush: bool,
     },
     /// Show the working set, the archive and the backing store's health.
     ///
@@ -310,7 +318,11 @@ fn dispatch(command: Command) -> Result<()> {
             )
         }
         Command::Unmount { mountpoint, lazy } => mount::unmount(&mountpoint, lazy),
-        Command::SyncPoint { mountpoint, label } => sync_point::take(&mountpoint, &label),
+        Command::SyncPoint {
+            mountpoint,
+            label,
+            no_flush,
+        } => sync_point::take(&mountpoint, &label, !no_flush),
         Command::SyncPoints { volume, json } => sync_point::list(&volume, json),
         Command::Status { volume, json } => status(&volume, json),
     }

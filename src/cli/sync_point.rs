@@ -7,9 +7,15 @@ use crate::control::{CONTROL_DIR, SYNC_POINT_FILE};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-pub fn take(mountpoint: &Path, label: &str) -> Result<()> {
+/// Takes a sync point through the mount's control file; with `flush`,
+/// flushes the mount first. Both go through one descriptor of the mount's
+/// root, opened once, so that the flush and the request reach the same
+/// filesystem whatever happens to the path meanwhile.
+pub fn take(mountpoint: &Path, label: &str, flush: bool) -> Result<()> {
     let abs = std::path::absolute(mountpoint)?;
     match crate::fuse::mounts().iter().find(|m| m.mountpoint == abs) {
         None => {
@@ -28,11 +34,26 @@ pub fn take(mountpoint: &Path, label: &str) -> Result<()> {
     if let Err(e) = crate::control::parse_label(label.as_bytes()) {
         return Err(Usage(format!("invalid label: {e}")).into());
     }
+    let root = std::fs::File::open(&abs)
+        .with_context(|| format!("cannot open {}", mountpoint.display()))?;
+    if !is_lsvfs_root(&root) {
+        bail!(
+            "{} is not the root of an lsvfs mount (was it unmounted?)",
+            mountpoint.display()
+        );
+    }
+    if flush {
+        // SAFETY: syncfs on a descriptor owned by `root`.
+        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+            bail!(
+                "cannot flush {} before the sync point: {}; no sync point was taken",
+                mountpoint.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
     let path = abs.join(CONTROL_DIR).join(SYNC_POINT_FILE);
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&path)
+    let mut file = open_at(&root, &format!("{CONTROL_DIR}/{SYNC_POINT_FILE}"))
         .with_context(|| format!("cannot open {}", path.display()))?;
     // One write with the newline: an empty label must still reach the file.
     file.write_all(format!("{label}\n").as_bytes())
@@ -45,6 +66,41 @@ pub fn take(mountpoint: &Path, label: &str) -> Result<()> {
     };
     println!("{id}");
     Ok(())
+}
+
+/// Whether `dir` is the root directory of a FUSE mount of lsvfs: a FUSE
+/// filesystem, the volume's root inode, and the control directory there.
+fn is_lsvfs_root(dir: &std::fs::File) -> bool {
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    // SAFETY: fstatfs fills a plain-data struct from a valid descriptor.
+    let fuse = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::fstatfs(dir.as_raw_fd(), &mut st) == 0 && st.f_type as i64 == FUSE_SUPER_MAGIC
+    };
+    let root = dir
+        .metadata()
+        .is_ok_and(|m| m.ino() == crate::volume::ROOT_INO);
+    fuse && root
+}
+
+/// Opens `path`, relative to the directory `dir`, for reading and writing,
+/// following no symlink.
+fn open_at(dir: &std::fs::File, path: &str) -> std::io::Result<std::fs::File> {
+    let c_path = std::ffi::CString::new(path).map_err(std::io::Error::other)?;
+    // SAFETY: openat with a valid descriptor and a NUL-terminated path; the
+    // returned descriptor is owned by the File.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c_path.as_ptr(),
+            libc::O_RDWR | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
 }
 
 #[derive(Serialize)]

@@ -1,7 +1,6 @@
 //! The `.lsvfs/` control directory as FUSE nodes: reserved inode numbers,
 //! attributes, access for root and the mount's owner only, and the
-//! sync-point file's write (answered from a worker thread, so that the
-//! FUSE threads stay free to take the writeback the sync point waits for).
+//! sync-point file's write.
 
 use super::adapter::file_attr;
 use crate::control::{
@@ -12,8 +11,6 @@ use crate::format::{FileKind, InodeAttrs};
 use crate::fs::{Entry, Fs};
 use crate::volume::ROOT_INO;
 use fuser::{Errno, FileAttr, ReplyWrite, Request};
-use std::os::fd::AsRawFd;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -75,17 +72,11 @@ pub struct Control {
     fs: Arc<Fs>,
     metrics: Arc<Metrics>,
     owner: u32,
-    mountpoint: PathBuf,
 }
 
 impl Control {
-    pub fn new(fs: Arc<Fs>, metrics: Arc<Metrics>, owner: u32, mountpoint: PathBuf) -> Self {
-        Control {
-            fs,
-            metrics,
-            owner,
-            mountpoint,
-        }
+    pub fn new(fs: Arc<Fs>, metrics: Arc<Metrics>, owner: u32) -> Self {
+        Control { fs, metrics, owner }
     }
 
     pub fn owner(&self) -> u32 {
@@ -205,9 +196,14 @@ impl Control {
         }
     }
 
-    /// A label written to the sync-point file: flush what the kernel still
-    /// caches for this mount, take the sync point, and answer the write
-    /// once it is durable.
+    /// A label written to the sync-point file: take a sync point and
+    /// answer the write once it is durable. The daemon never flushes the
+    /// kernel's cache of its own mount here: a thread of it waiting in
+    /// `syncfs` for writeback that only the daemon answers could keep a
+    /// killed daemon from ever dying. So a sync point taken through the
+    /// file holds what lsvfs had been handed when it was asked
+    /// (crash-consistent: for a database, everything it had fsynced);
+    /// `lsvfs sync-point` flushes the mount itself first.
     pub fn write(&self, req: &Request, handle: &ControlHandle, data: &[u8], reply: ReplyWrite) {
         let ControlHandle::SyncPoint(answer) = handle else {
             return reply.error(Errno::EBADF);
@@ -220,51 +216,22 @@ impl Control {
             }
         };
         let requester = format!("pid {} uid {}", req.pid(), req.uid());
-        let (fs, metrics, answer) = (self.fs.clone(), self.metrics.clone(), answer.clone());
-        let mountpoint = self.mountpoint.clone();
-        let len = data.len() as u32;
-        let spawned = std::thread::Builder::new()
-            .name("lsvfs-sync-point".into())
-            .spawn(move || {
-                let start = Instant::now();
-                flush_page_cache(&mountpoint);
-                match fs.volume().sync_point(&label, &requester) {
-                    Ok(p) => {
-                        metrics.record(Op::SyncPoint, start.elapsed(), true);
-                        log::info!("sync point {} ({label:?}) for {requester}", p.info.id);
-                        *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
-                            line: control::answer(&p).into_bytes(),
-                            read: 0,
-                        };
-                        reply.written(len);
-                    }
-                    Err(e) => {
-                        metrics.record(Op::SyncPoint, start.elapsed(), false);
-                        log::error!("sync point failed: {e}");
-                        reply.error(Errno::EIO);
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            log::error!("cannot start a sync-point thread: {e}");
-        }
-    }
-}
-
-/// syncfs(2) on the mount: the kernel writes back dirty pages it holds for
-/// this filesystem (writeback cache), which arrive as ordinary writes.
-fn flush_page_cache(mountpoint: &std::path::Path) {
-    match std::fs::File::open(mountpoint) {
-        // SAFETY: syncfs on a descriptor owned by `dir`.
-        Ok(dir) => {
-            if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
-                log::warn!(
-                    "syncfs {}: {}",
-                    mountpoint.display(),
-                    std::io::Error::last_os_error()
-                );
+        let start = Instant::now();
+        match self.fs.volume().sync_point(&label, &requester) {
+            Ok(p) => {
+                self.metrics.record(Op::SyncPoint, start.elapsed(), true);
+                log::info!("sync point {} ({label:?}) for {requester}", p.info.id);
+                *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
+                    line: control::answer(&p).into_bytes(),
+                    read: 0,
+                };
+                reply.written(data.len() as u32);
+            }
+            Err(e) => {
+                self.metrics.record(Op::SyncPoint, start.elapsed(), false);
+                log::error!("sync point failed: {e}");
+                reply.error(Errno::EIO);
             }
         }
-        Err(e) => log::warn!("cannot open {} for syncfs: {e}", mountpoint.display()),
     }
 }

@@ -185,7 +185,7 @@ pub fn serve(
     let metrics = Arc::new(Metrics::default());
     // SAFETY: geteuid has no preconditions.
     let owner = unsafe { libc::geteuid() };
-    let control = Control::new(fs.clone(), metrics.clone(), owner, mountpoint.clone());
+    let control = Control::new(fs.clone(), metrics.clone(), owner);
     let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
 
     let config = base_config(
@@ -204,7 +204,7 @@ pub fn serve(
     ready();
     let served = session.run();
     log::info!("{} unmounted", mountpoint.display());
-    // The session is gone; a sync-point thread may still hold the Fs.
+    // The session is gone; wait for the last holder of the Fs to let go.
     let mut fs = fs;
     let fs = loop {
         match Arc::try_unwrap(fs) {

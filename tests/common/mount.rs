@@ -152,7 +152,7 @@ impl Mounted {
     }
 }
 
-fn wait_gone(pid: i32) {
+pub fn wait_gone(pid: i32) {
     let start = Instant::now();
     while Path::new(&format!("/proc/{pid}")).exists() {
         // Reap it if it is our child; harmless otherwise.
