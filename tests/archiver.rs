@@ -625,3 +625,60 @@ fn metadata_counts_against_capacity_so_the_working_set_keeps_moving() {
     let status = fs.volume().status();
     assert!(status.live_bytes <= status.capacity_bytes, "{status:?}");
 }
+
+/// Issue 12.2: two volumes with one id (a copied volume directory) share a
+/// store. The second to archive a segment number finds the first's object
+/// there: it must neither skip copying its live records forward nor
+/// replace the object, and it stops archiving with an error saying why.
+/// Before, it skipped copy-forward, overwrote the object and recycled its
+/// segment: its own data was lost and so was the other volume's archive.
+#[test]
+fn a_second_volume_with_the_same_id_neither_replaces_objects_nor_loses_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store: Arc<dyn BackingStore> = Arc::new(Memory::new());
+    let policy = tiny_policy();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    Volume::create(&a, &policy).unwrap();
+    Volume::create(&b, &policy).unwrap();
+    // Both open before either archives anything.
+    let fs_a = open(&a, &store, None);
+    let fs_b = open(&b, &store, None);
+    let mut work_a = Work::new(7);
+    for _ in 0..1500 {
+        work_a.step(&fs_a).unwrap();
+    }
+    work_a.point(&fs_a);
+    drained(&fs_a);
+    let before = store.list().unwrap();
+    assert!(!before.is_empty());
+    let bytes_before: Vec<Vec<u8>> = before.iter().map(|(n, _)| store.get(n).unwrap()).collect();
+
+    let mut work_b = Work::new(8);
+    for _ in 0..1500 {
+        work_b.step(&fs_b).unwrap();
+    }
+    work_b.point(&fs_b);
+    wait_until(
+        "the second volume's archiver to settle",
+        Duration::from_secs(30),
+        || {
+            let s = fs_b.volume().status();
+            !s.store.ok || s.waiting_for_archive == 0
+        },
+    );
+    // The first volume's objects are untouched.
+    let after: Vec<Vec<u8>> = before.iter().map(|(n, _)| store.get(n).unwrap()).collect();
+    assert!(
+        after == bytes_before,
+        "objects of the first volume were replaced"
+    );
+    // Both volumes hold all their data, live and at every sync point, also
+    // after a reopen.
+    work_a.check(fs_a.volume());
+    work_b.check(fs_b.volume());
+    let error = fs_b.volume().status().store.error.unwrap_or_default();
+    assert!(error.contains("same id"), "{error}");
+    drop(fs_b);
+    let fs_b = open(&b, &store, None);
+    work_b.check(fs_b.volume());
+}

@@ -208,9 +208,12 @@ impl Archiver {
         let archive = self.shared.segments.archive().clone();
 
         // Already stored (a crash came before recycling): its copies were
-        // durable before it was stored. Unknown when the store could not be
-        // listed: copying again finds nothing current and costs a read.
-        if !archive.contains(seq) {
+        // durable before it was stored. Only an object holding exactly these
+        // bytes counts: one of another volume with the same id must not make
+        // the archiver skip copying this segment's live records. Unknown
+        // when the store cannot be read: copying again costs a read.
+        let stored = archive.contains(seq) && archive.holds_segment(seq, &raw).unwrap_or(false);
+        if !stored {
             let Some(copies) = self.copy_forward(seq, &raw, &entries)? else {
                 return Ok(false);
             };
@@ -240,6 +243,15 @@ impl Archiver {
                 let _ = archive.relist();
             }
             match archive.put_segment(seq, &raw, &footer, &summary) {
+                Err(e @ crate::archive::ArchiveError::Conflict { .. }) => {
+                    // Not a failure that time mends: stop archiving (the
+                    // segment stays in primary; writes go on past the
+                    // working set) and say so in the log and in status.
+                    log::error!("archiver stopped: {e}");
+                    let mut h = lock(&self.stats.health);
+                    (h.ok, h.error, h.since) = (false, Some(e.to_string()), now_s());
+                    return Ok(false);
+                }
                 Ok(stored) => {
                     let s = &self.stats;
                     s.archive_us

@@ -33,6 +33,14 @@ pub enum ArchiveError {
         store: String,
         source: DecodeError,
     },
+    #[error(
+        "object {object} in {store} holds other bytes than segment {seq} of this volume: another volume with the same id (a copy of this volume's directory?) stores into it; refusing to replace it or to recycle the segment"
+    )]
+    Conflict {
+        seq: u64,
+        object: String,
+        store: String,
+    },
     #[error("archived object {object} in {store} does not hold segment {seq} of this volume")]
     Foreign {
         seq: u64,
@@ -162,7 +170,28 @@ impl Archive {
         let bytes = object::encode(raw, footer, summary, self.level, self.threads)
             .map_err(|source| ArchiveError::Compress { seq, source })?;
         let name = self.object_name(seq);
-        self.store.put(&name, &bytes)?;
+        match self.store.put(&name, &bytes) {
+            // Stored before a crash cut the retire short, or another
+            // volume's: only the same bytes count as stored.
+            Err(StoreError::Exists { .. }) => {
+                if !self.holds_segment(seq, raw)? {
+                    return Err(ArchiveError::Conflict {
+                        seq,
+                        object: name,
+                        store: self.store.describe(),
+                    });
+                }
+                let size = self.store.size(&name)?;
+                if let Some(o) = lock(&self.objects).as_mut() {
+                    o.insert(seq, size);
+                }
+                return Ok(Stored {
+                    raw: raw.len() as u64,
+                    stored: size,
+                });
+            }
+            other => other?,
+        }
         let back = self.store.get(&name)?;
         let trailer = object::verify(&back, raw).map_err(|_| ArchiveError::Mismatch {
             seq,
@@ -181,6 +210,16 @@ impl Archive {
             raw: raw.len() as u64,
             stored: bytes.len() as u64,
         })
+    }
+
+    /// Whether the stored object of segment `seq` holds exactly `raw` (the
+    /// segment's bytes, its header with the volume id and creation time
+    /// included). False for damaged or foreign bytes; an error only when
+    /// the store cannot be read.
+    pub fn holds_segment(&self, seq: u64, raw: &[u8]) -> Result<bool> {
+        let bytes = self.store.get(&self.object_name(seq))?;
+        Ok(object::verify(&bytes, raw)
+            .is_ok_and(|t| t.header.seq == seq && t.header.volume_id == self.volume_id))
     }
 
     /// The trailer of archived segment `seq`: header, footer, summary and

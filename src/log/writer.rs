@@ -297,7 +297,7 @@ impl Writer {
                     Ok(req) => {
                         self.handle(vec![req], true);
                     }
-                    Err(_) => self.archiver = never(),
+                    Err(_) => self.archiver_gone(),
                 },
                 recv(rx) -> r => {
                     let Ok(first) = r else { return };
@@ -631,13 +631,11 @@ impl Writer {
                     self.handle(vec![req], true);
                     self.shared.check()?;
                 }
-                Err(_) => {
-                    log::warn!("the archiver stopped; writes go on past the working set");
-                    self.archiver = never();
-                    self.limit = u64::MAX;
-                }
+                Err(_) => self.archiver_gone(),
             },
-            recv(self.space) -> _ => {}
+            recv(self.space) -> r => if r.is_err() {
+                self.archiver_gone();
+            },
             default(SPACE_POLL) => {}
         }
         b.at = self.tail.pos;
@@ -647,6 +645,17 @@ impl Writer {
             log::info!("the archiver made room; writes resume");
         }
         Ok(())
+    }
+
+    /// The archiver has stopped (closing, or halted by an error it logged):
+    /// nothing will make room any more, so writes stop waiting for it.
+    fn archiver_gone(&mut self) {
+        if self.limit != u64::MAX {
+            log::warn!("the archiver stopped; writes go on past the working set");
+        }
+        self.archiver = never();
+        self.space = never();
+        self.limit = u64::MAX;
     }
 
     /// Seals the current segment, then opens the next. In this order a

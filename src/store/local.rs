@@ -1,7 +1,8 @@
 //! The default backing store: a local directory (which may be on another
 //! disk or a network filesystem). A put writes a temporary file, fsyncs it,
-//! renames it over the final name and fsyncs the directory, so an object is
-//! either wholly there or absent, also after a power loss.
+//! links it to the final name (which fails if the name exists: objects are
+//! never replaced), removes the temporary and fsyncs the directory, so an
+//! object is either wholly there or absent, also after a power loss.
 
 use super::{BackingStore, StoreError, check_name};
 use std::fs::File;
@@ -89,17 +90,21 @@ impl BackingStore for LocalDir {
             .join(format!(".{name}.{}-{n}{TMP_SUFFIX}", std::process::id()));
         let written = File::create_new(&tmp)
             .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
-            .and_then(|_| std::fs::rename(&tmp, &path))
-            .and_then(|_| self.sync_dir());
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+            .and_then(|_| std::fs::hard_link(&tmp, &path));
+        let _ = std::fs::remove_file(&tmp);
+        match written.and_then(|_| self.sync_dir()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StoreError::Exists {
+                store: self.describe(),
+                name: name.to_string(),
+            }),
+            Err(source) => Err(StoreError::Io {
+                store: self.describe(),
+                op: "put",
+                name: name.to_string(),
+                source,
+            }),
         }
-        written.map_err(|source| StoreError::Io {
-            store: self.describe(),
-            op: "put",
-            name: name.to_string(),
-            source,
-        })
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {

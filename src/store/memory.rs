@@ -28,7 +28,14 @@ impl Memory {
 impl BackingStore for Memory {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_name(name)?;
-        crate::log::lock(&self.objects).insert(name.to_string(), Arc::new(bytes.to_vec()));
+        let mut objects = crate::log::lock(&self.objects);
+        if objects.contains_key(name) {
+            return Err(StoreError::Exists {
+                store: self.describe(),
+                name: name.to_string(),
+            });
+        }
+        objects.insert(name.to_string(), Arc::new(bytes.to_vec()));
         Ok(())
     }
 

@@ -22,7 +22,9 @@ use thiserror::Error;
 pub trait BackingStore: Send + Sync + 'static {
     /// Stores `bytes` under `name`, durably and atomically: once this
     /// answers Ok, `get` gives exactly these bytes, also after a crash; no
-    /// reader ever sees part of an object. An existing name is replaced.
+    /// reader ever sees part of an object. An existing name is never
+    /// replaced: that put fails with [`StoreError::Exists`] (objects are
+    /// immutable; two writers of one name must not overwrite each other).
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError>;
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError>;
     /// Exactly `len` bytes from `offset`; a range past the end is an error.
@@ -52,6 +54,8 @@ pub enum StoreError {
     },
     #[error("invalid object name {0:?}")]
     InvalidName(String),
+    #[error("object {name} already exists in the backing store {store}")]
+    Exists { store: String, name: String },
     #[error("cannot {op} {name} in backing store {store}: {source}")]
     Io {
         store: String,
@@ -120,11 +124,12 @@ mod tests {
             let e = s.get_range("b.lsa", off, len).unwrap_err();
             assert!(matches!(e, StoreError::Range { .. }), "{e}");
         }
-        s.put("b.lsa", b"replaced").unwrap();
-        assert_eq!(s.get("b.lsa").unwrap(), b"replaced");
+        let e = s.put("b.lsa", b"replaced").unwrap_err();
+        assert!(matches!(e, StoreError::Exists { .. }), "{e}");
+        assert_eq!(s.get("b.lsa").unwrap(), b"hello world");
         assert_eq!(
             s.list().unwrap(),
-            vec![("a.lsa".to_string(), 0), ("b.lsa".to_string(), 8)]
+            vec![("a.lsa".to_string(), 0), ("b.lsa".to_string(), 11)]
         );
         for e in [
             s.get("nope").unwrap_err(),
