@@ -49,10 +49,14 @@ impl SyncPoint {
         buf[start..start + 4].copy_from_slice(&crc.to_le_bytes());
     }
 
+    /// Decodes the entry at the start of `input` and moves `input` past it;
+    /// on failure `input` is left where the entry starts, which is where
+    /// [`Catalog::open`] cuts a torn entry off.
     fn decode(input: &mut &[u8]) -> DecodeResult<Self> {
         let all = *input;
-        let crc = get_u32(input)?;
-        let len = get_u32(input)? as usize;
+        let head = &mut &all[..];
+        let crc = get_u32(head)?;
+        let len = get_u32(head)? as usize;
         if len < 40 || all.len() < len {
             return Err(DecodeError::Invalid("catalog entry length"));
         }
@@ -68,6 +72,9 @@ impl SyncPoint {
             let n = get_u16(b)? as usize;
             *t = String::from_utf8(take(b, n)?.to_vec())
                 .map_err(|_| DecodeError::Invalid("catalog text"))?;
+        }
+        if !b.is_empty() {
+            return Err(DecodeError::Invalid("catalog entry length"));
         }
         let [label, requester] = texts;
         *input = &all[len..];
@@ -194,6 +201,87 @@ mod tests {
             let n = c.entries().len();
             assert_eq!(c.entries(), &[sp(1), sp(2), sp(3)][..n]);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), c.len);
+        }
+    }
+
+    /// Opens the catalog with repair, appends `sp(99)`, reopens, and
+    /// returns what the reopened catalog lists.
+    fn repair_append_reopen(dir: &Path) -> Vec<SyncPoint> {
+        let mut c = Catalog::open(dir, true).unwrap();
+        c.append(&[sp(99)]).unwrap();
+        Catalog::open(dir, true).unwrap().entries().to_vec()
+    }
+
+    #[test]
+    fn a_torn_entry_is_cut_at_its_start_so_later_entries_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        Catalog::create(dir.path()).unwrap();
+        let all = [sp(1), sp(2), sp(3), sp(4)];
+        let mut c = Catalog::open(dir.path(), true).unwrap();
+        c.append(&all[..2]).unwrap();
+        c.append(&all[2..]).unwrap();
+        let path = dir.path().join(CATALOG_FILE);
+        let full = std::fs::read(&path).unwrap();
+        // Where each entry ends: a cut keeps the entries ending at or before it.
+        let mut ends = Vec::new();
+        let mut buf = Vec::new();
+        for e in &all {
+            e.encode(&mut buf);
+            ends.push(buf.len());
+        }
+        assert_eq!(buf, full);
+        for cut in 0..=full.len() {
+            std::fs::write(&path, &full[..cut]).unwrap();
+            let kept = ends.iter().filter(|&&end| end <= cut).count();
+            let mut expect = all[..kept].to_vec();
+            expect.push(sp(99));
+            assert_eq!(repair_append_reopen(dir.path()), expect, "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn garbage_after_valid_entries_is_cut_so_later_entries_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        Catalog::create(dir.path()).unwrap();
+        let mut c = Catalog::open(dir.path(), true).unwrap();
+        c.append(&[sp(1), sp(2)]).unwrap();
+        let path = dir.path().join(CATALOG_FILE);
+        let valid = std::fs::read(&path).unwrap();
+        let mut entry = Vec::new();
+        sp(3).encode(&mut entry);
+        let mut bad_crc = entry.clone();
+        bad_crc[0] ^= 1;
+        let mut short_len = entry.clone();
+        short_len[4..8].copy_from_slice(&39u32.to_le_bytes());
+        let mut long_len = entry.clone();
+        long_len[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let garbage: Vec<Vec<u8>> = vec![
+            vec![0],
+            vec![0; 7],
+            vec![0; 8],
+            vec![0; 100],
+            vec![0xff; 9],
+            vec![0xff; 4096],
+            (0..=255u8).cycle().take(1000).collect(),
+            bad_crc,
+            short_len,
+            long_len,
+            entry[..entry.len() - 1].to_vec(),
+        ];
+        for junk in garbage {
+            let mut bytes = valid.clone();
+            bytes.extend_from_slice(&junk);
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(
+                repair_append_reopen(dir.path()),
+                [sp(1), sp(2), sp(99)],
+                "after {} bytes of garbage {:?}",
+                junk.len(),
+                &junk[..junk.len().min(12)]
+            );
+            let mut expect = valid.clone();
+            sp(99).encode(&mut expect);
+            assert_eq!(std::fs::read(&path).unwrap(), expect);
         }
     }
 }
