@@ -35,6 +35,21 @@ pub const TAIL_LEN: usize = 16;
 /// Bytes of the segment header that are used (and checksummed).
 const HEADER_BYTES: usize = 92;
 const TRAILER_FIXED: usize = 196;
+/// The largest segment a policy allows (`policy.rs` refuses larger ones).
+/// Every length a trailer states is bounded by what such a segment can
+/// hold before it sizes a read or an allocation.
+pub const SEGMENT_SIZE_MAX: u64 = 1 << 30;
+/// The smallest `frame_raw` a decoder accepts (what bounds the number of
+/// frames, hence the frame table, of the largest segment).
+const FRAME_RAW_MIN: u32 = 4096;
+/// The longest trailer a decoder accepts: its fixed part, the compressed
+/// summary of the largest segment (zstd's compress bound adds 1/256 and a
+/// few bytes to the input; 1/128 covers it), the frame table of the largest
+/// segment cut into the smallest frames, and the CRC.
+const TRAILER_LEN_MAX: u64 = TRAILER_FIXED as u64
+    + (SEGMENT_SIZE_MAX + SEGMENT_SIZE_MAX / 128)
+    + 8 * (SEGMENT_SIZE_MAX / FRAME_RAW_MIN as u64 + 1)
+    + 4;
 
 /// What an archived object says about itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,7 +160,9 @@ fn compress_all(chunks: &[&[u8]], level: i32) -> std::io::Result<Vec<Vec<u8>>> {
 }
 
 /// Where the trailer is, as (offset, length), from the object's length and
-/// its last `TAIL_LEN` bytes.
+/// its last `TAIL_LEN` bytes. The length must fit in the object and be no
+/// longer than the trailer of the largest segment, whatever the store says
+/// the object's size is.
 pub fn trailer_range(object_len: u64, tail: &[u8]) -> DecodeResult<(u64, u64)> {
     let mut input = tail;
     let len = get_u64(&mut input)?;
@@ -153,13 +170,17 @@ pub fn trailer_range(object_len: u64, tail: &[u8]) -> DecodeResult<(u64, u64)> {
         return Err(DecodeError::Magic);
     }
     let room = object_len.saturating_sub(TAIL_LEN as u64);
-    if len < TRAILER_FIXED as u64 + 4 || len > room {
+    if len < TRAILER_FIXED as u64 + 4 || len > room.min(TRAILER_LEN_MAX) {
         return Err(DecodeError::Invalid("archived trailer length"));
     }
     Ok((room - len, len))
 }
 
 impl Trailer {
+    /// Decodes and checks a trailer. Every length it states is checked
+    /// against the others and against what a segment can hold before it
+    /// sizes anything, so damaged or hostile bytes give an error, never a
+    /// huge allocation.
     pub fn decode(bytes: &[u8]) -> DecodeResult<Trailer> {
         if bytes.len() < TRAILER_FIXED + 4 {
             return Err(DecodeError::Truncated {
@@ -184,28 +205,24 @@ impl Trailer {
         let frames = get_u32(i)? as u64;
         let (header, header_crc) = SegmentHeader::decode(take(i, HEADER_BYTES)?)?;
         let footer = Footer::decode(take(i, FOOTER_LEN)?)?;
-        let summary_len = get_u32(i)? as usize;
+        let summary_len = get_u32(i)?;
         let packed_len = get_u32(i)? as usize;
-        let summary = decompress(take(i, packed_len)?, summary_len, "archived summary")?;
-        verify_crc(footer.summary_crc, &summary)?;
-        if frame_raw == 0 || frames != raw_len.div_ceil(frame_raw as u64) {
-            return Err(DecodeError::Invalid("archived frame count"));
+        check_lengths(&header, &footer, frame_raw, raw_len, frames, summary_len)?;
+        if packed_len > zstd::zstd_safe::compress_bound(summary_len as usize) {
+            return Err(DecodeError::Invalid("archived compressed summary length"));
         }
-        if raw_len != footer.records_end as u64 || header.seq != footer.seq {
-            return Err(DecodeError::Invalid(
-                "archived trailer disagrees with its footer",
-            ));
+        let packed = take(i, packed_len)?;
+        // What is left is the frame table, whose length `frames` gives.
+        if i.len() as u64 != (frames + 1) * 8 {
+            return Err(DecodeError::Invalid("archived frame table length"));
         }
         let mut frame_offsets = Vec::with_capacity(frames as usize + 1);
         for _ in 0..=frames {
             frame_offsets.push(get_u64(i)?);
         }
-        if !i.is_empty() {
-            return Err(DecodeError::Invalid("archived trailer length"));
-        }
-        if frame_offsets[0] != 0 || frame_offsets.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(DecodeError::Invalid("archived frame offsets"));
-        }
+        check_frame_offsets(&frame_offsets, frame_raw, raw_len)?;
+        let summary = decompress(packed, summary_len as usize, "archived summary")?;
+        verify_crc(footer.summary_crc, &summary)?;
         Ok(Trailer {
             header,
             header_crc,
@@ -245,7 +262,63 @@ impl Trailer {
     }
 }
 
+/// Checks the trailer's lengths against its footer and against what a
+/// segment can hold: the records and the summary lie in a segment of at
+/// most [`SEGMENT_SIZE_MAX`] bytes, before its footer, and the frames cut
+/// exactly the records.
+fn check_lengths(
+    header: &SegmentHeader,
+    footer: &Footer,
+    frame_raw: u32,
+    raw_len: u64,
+    frames: u64,
+    summary_len: u32,
+) -> DecodeResult<()> {
+    if raw_len != footer.records_end as u64 || header.seq != footer.seq {
+        return Err(DecodeError::Invalid(
+            "archived trailer disagrees with its footer",
+        ));
+    }
+    if header.segment_size > SEGMENT_SIZE_MAX {
+        return Err(DecodeError::Invalid("archived segment size"));
+    }
+    // raw_len is a u32 (records_end): the sum cannot overflow.
+    let used = raw_len + summary_len as u64 + FOOTER_LEN as u64;
+    if summary_len != footer.summary_len || used > header.segment_size {
+        return Err(DecodeError::Invalid("archived summary length"));
+    }
+    if !(FRAME_RAW_MIN as u64..=SEGMENT_SIZE_MAX).contains(&(frame_raw as u64)) {
+        return Err(DecodeError::Invalid("archived frame size"));
+    }
+    if frames != raw_len.div_ceil(frame_raw as u64) {
+        return Err(DecodeError::Invalid("archived frame count"));
+    }
+    Ok(())
+}
+
+/// Checks the frame table: frames start at 0, follow each other, and none
+/// is longer than zstd's bound for the raw bytes it holds (so no ranged
+/// read of a frame asks for more).
+fn check_frame_offsets(offsets: &[u64], frame_raw: u32, raw_len: u64) -> DecodeResult<()> {
+    if offsets.first() != Some(&0) {
+        return Err(DecodeError::Invalid("archived frame offsets"));
+    }
+    for (i, w) in offsets.windows(2).enumerate() {
+        if w[0] >= w[1] {
+            return Err(DecodeError::Invalid("archived frame offsets"));
+        }
+        // i < frames = ceil(raw_len / frame_raw): the frame starts before raw_len.
+        let raw = (raw_len - i as u64 * frame_raw as u64).min(frame_raw as u64);
+        if w[1] - w[0] > zstd::zstd_safe::compress_bound(raw as usize) as u64 {
+            return Err(DecodeError::Invalid("archived frame length"));
+        }
+    }
+    Ok(())
+}
+
 /// One zstd frame that must decompress, checksum intact, to `len` bytes.
+/// Callers bound `len` by what a segment holds; zstd allocates no more
+/// than the frame says it holds when that is less.
 fn decompress(frame: &[u8], len: usize, what: &'static str) -> DecodeResult<Vec<u8>> {
     match zstd::bulk::decompress(frame, len) {
         Ok(raw) if raw.len() == len => Ok(raw),
@@ -271,7 +344,8 @@ pub fn verify(object: &[u8], raw: &[u8]) -> DecodeResult<Trailer> {
         ));
     }
     let mut zstd = zstd::bulk::Decompressor::new().map_err(|_| DecodeError::Damaged("zstd"))?;
-    let mut buf = vec![0u8; trailer.frame_raw as usize];
+    // A frame holds at most raw_len bytes, whatever frame_raw says.
+    let mut buf = vec![0u8; (trailer.frame_raw as u64).min(trailer.raw_len) as usize];
     for i in 0..trailer.frames() {
         let (f, n) = trailer.frame_span(i);
         let (r, m) = trailer.raw_span(i);
@@ -318,7 +392,7 @@ mod tests {
                         if b % 2 == 0 {
                             (i % 7) as u8
                         } else {
-                            (i * b * 2654435761) as u8 >> 3
+                            (i.wrapping_mul(b).wrapping_mul(2654435761)) as u8 >> 3
                         }
                     })
                     .collect(),
@@ -410,6 +484,252 @@ mod tests {
             assert!(verify(&object[..cut], &raw).is_err(), "cut at {cut}");
         }
         assert!(encode(&raw[..raw.len() - 1], &footer, &summary, 3, 1).is_err());
+    }
+
+    /// Counts, per thread, the largest single allocation asked for, so that
+    /// a test can tell that a decoder did not size a buffer from a damaged
+    /// length. (The whole unit-test binary allocates through it.)
+    mod watch {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static LARGEST: Cell<usize> = const { Cell::new(0) };
+        }
+
+        fn note(size: usize) {
+            let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+        }
+
+        struct Watch;
+
+        unsafe impl GlobalAlloc for Watch {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                unsafe { System.alloc_zeroed(layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note(new_size);
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) }
+            }
+        }
+
+        #[global_allocator]
+        static WATCH: Watch = Watch;
+
+        /// Runs `f`; returns its result and the largest allocation it asked for.
+        pub fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            LARGEST.with(|c| c.set(0));
+            let out = f();
+            (out, LARGEST.with(|c| c.get()))
+        }
+    }
+    use watch::largest_allocation;
+
+    /// Most a decoder may allocate for the small test object, whatever its
+    /// trailer claims (its summary and a zstd context take far less).
+    const ALLOC_LIMIT: usize = 1 << 20;
+    /// The largest segment a policy allows.
+    const SEGMENT_MAX: u64 = 1 << 30;
+
+    /// Trailer positions of the fields the tests damage.
+    const AT_FRAME_RAW: usize = 12;
+    const AT_RAW_LEN: usize = 16;
+    const AT_FRAMES: usize = 28;
+    const AT_SEGMENT_SIZE: usize = 32 + 40;
+    const AT_RECORDS_END: usize = 124 + 16;
+    const AT_FOOTER_SUMMARY_LEN: usize = 124 + 28;
+    const AT_SUMMARY_LEN: usize = 188;
+    const AT_PACKED_LEN: usize = 192;
+
+    /// A small object (one frame) and where its trailer is.
+    fn small_object() -> (Vec<u8>, Vec<u8>, usize, usize) {
+        let (raw, footer, summary) = segment(3);
+        let object = encode(&raw, &footer, &summary, 3, 1).unwrap();
+        let tail = &object[object.len() - TAIL_LEN..];
+        let (at, len) = trailer_range(object.len() as u64, tail).unwrap();
+        (object, raw, at as usize, len as usize)
+    }
+
+    fn put32(t: &mut [u8], at: usize, v: u32) {
+        t[at..at + 4].copy_from_slice(&v.to_le_bytes());
+    }
+
+    fn put64(t: &mut [u8], at: usize, v: u64) {
+        t[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    }
+
+    /// Recomputes the header's, the footer's and the trailer's CRCs, so that
+    /// a damaged length, not a checksum, is what a decoder has to catch.
+    fn reseal(t: &mut [u8]) {
+        let crc = crc32c::crc32c(&t[32..32 + 88]);
+        put32(t, 32 + 88, crc);
+        let crc = crc32c::crc32c(&t[124..124 + 60]);
+        put32(t, 124 + 60, crc);
+        let end = t.len() - 4;
+        let crc = crc32c::crc32c(&t[..end]);
+        put32(t, end, crc);
+    }
+
+    #[test]
+    fn the_segment_size_bound_is_the_policys() {
+        let mut p = crate::policy::Policy::new(VolumeId([1; 16]));
+        p.segment_size = SEGMENT_SIZE_MAX;
+        assert!(p.validate().is_ok());
+        p.segment_size = SEGMENT_SIZE_MAX * 2;
+        assert!(p.validate().is_err());
+        assert_eq!(SEGMENT_SIZE_MAX, SEGMENT_MAX);
+        let summary = zstd::zstd_safe::compress_bound(SEGMENT_SIZE_MAX as usize) as u64;
+        assert!(TRAILER_LEN_MAX >= TRAILER_FIXED as u64 + summary + 4);
+    }
+
+    #[test]
+    fn a_tail_cannot_claim_a_trailer_longer_than_any_segment_needs() {
+        let mut tail = Vec::new();
+        put_u64(&mut tail, 1 << 40);
+        tail.extend_from_slice(&TAIL_MAGIC);
+        // Even when the store says the object is that large.
+        let got = trailer_range(1 << 41, &tail);
+        assert_eq!(got, Err(DecodeError::Invalid("archived trailer length")));
+        let mut tail = Vec::new();
+        put_u64(&mut tail, u64::MAX);
+        tail.extend_from_slice(&TAIL_MAGIC);
+        assert!(trailer_range(u64::MAX, &tail).is_err());
+    }
+
+    #[test]
+    fn huge_lengths_in_a_trailer_are_errors_not_allocations() {
+        let (object, _, at, len) = small_object();
+        let trailer = object[at..at + len].to_vec();
+        let table = len - 4 - 16;
+        let records_end = u32_at(&trailer, AT_RECORDS_END) as u64;
+        let summary_len = u32_at(&trailer, AT_SUMMARY_LEN) as u64;
+        let invalid = DecodeError::Invalid;
+        type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Damage, DecodeError)> = vec![
+            (
+                "frame_raw u32::MAX",
+                Box::new(|t| put32(t, AT_FRAME_RAW, u32::MAX)),
+                invalid("archived frame size"),
+            ),
+            (
+                "frame_raw 0",
+                Box::new(|t| put32(t, AT_FRAME_RAW, 0)),
+                invalid("archived frame size"),
+            ),
+            (
+                "raw_len u64::MAX",
+                Box::new(|t| put64(t, AT_RAW_LEN, u64::MAX)),
+                invalid("archived trailer disagrees with its footer"),
+            ),
+            (
+                "n u32::MAX",
+                Box::new(|t| put32(t, AT_FRAMES, u32::MAX)),
+                invalid("archived frame count"),
+            ),
+            (
+                "segment_size u64::MAX",
+                Box::new(|t| put64(t, AT_SEGMENT_SIZE, u64::MAX)),
+                invalid("archived segment size"),
+            ),
+            (
+                "summary_len u32::MAX",
+                Box::new(|t| put32(t, AT_SUMMARY_LEN, u32::MAX)),
+                invalid("archived summary length"),
+            ),
+            (
+                "summary_len u32::MAX, in the footer too",
+                Box::new(|t| {
+                    put32(t, AT_SUMMARY_LEN, u32::MAX);
+                    put32(t, AT_FOOTER_SUMMARY_LEN, u32::MAX);
+                }),
+                invalid("archived summary length"),
+            ),
+            (
+                "compressed summary length u32::MAX",
+                Box::new(|t| put32(t, AT_PACKED_LEN, u32::MAX)),
+                invalid("archived compressed summary length"),
+            ),
+            (
+                // n frames, all consistent, but a table of 2 MiB is not there.
+                "n of a full 1 GiB segment of 4 KiB frames",
+                Box::new(move |t| {
+                    let raw_len = SEGMENT_MAX - 64 - summary_len;
+                    put32(t, AT_FRAME_RAW, 4096);
+                    put64(t, AT_RAW_LEN, raw_len);
+                    put32(t, AT_FRAMES, raw_len.div_ceil(4096) as u32);
+                    put64(t, AT_SEGMENT_SIZE, SEGMENT_MAX);
+                    put32(t, AT_RECORDS_END, raw_len as u32);
+                }),
+                invalid("archived frame table length"),
+            ),
+            (
+                // Fits the largest segment, but the frame says otherwise.
+                "summary_len of a full 1 GiB segment",
+                Box::new(move |t| {
+                    let big = (SEGMENT_MAX - 64 - records_end) as u32;
+                    put64(t, AT_SEGMENT_SIZE, SEGMENT_MAX);
+                    put32(t, AT_SUMMARY_LEN, big);
+                    put32(t, AT_FOOTER_SUMMARY_LEN, big);
+                }),
+                DecodeError::Damaged("archived summary"),
+            ),
+            (
+                "a frame 1 TiB long",
+                Box::new(move |t| put64(t, table + 8, 1 << 40)),
+                invalid("archived frame length"),
+            ),
+        ];
+        let mut failures = Vec::new();
+        for (what, damage, expect) in &cases {
+            let mut t = trailer.clone();
+            damage(&mut t);
+            reseal(&mut t);
+            let (got, largest) = largest_allocation(|| Trailer::decode(&t));
+            let got = got.map(|_| "a trailer");
+            if got != Err(expect.clone()) || largest > ALLOC_LIMIT {
+                failures.push(format!(
+                    "{what}: {got:?} after allocating up to {largest} bytes, \
+                     expected {expect:?}"
+                ));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n"));
+    }
+
+    #[test]
+    fn a_frame_count_of_billions_is_an_error_not_a_table() {
+        let (object, _, at, len) = small_object();
+        let mut t = object[at..at + len].to_vec();
+        // Every field agrees with one frame per raw byte of a 4 GiB segment.
+        put32(&mut t, AT_FRAME_RAW, 1);
+        put64(&mut t, AT_RAW_LEN, u32::MAX as u64);
+        put32(&mut t, AT_FRAMES, u32::MAX);
+        put64(&mut t, AT_SEGMENT_SIZE, u64::MAX);
+        put32(&mut t, AT_RECORDS_END, u32::MAX);
+        reseal(&mut t);
+        let (got, largest) = largest_allocation(|| Trailer::decode(&t));
+        assert!(got.is_err());
+        assert!(largest <= ALLOC_LIMIT, "allocated {largest} bytes");
+    }
+
+    #[test]
+    fn verify_allocates_for_the_raw_bytes_not_for_the_stated_frame_size() {
+        let (mut object, raw, at, len) = small_object();
+        // A frame size no larger than the largest segment: the one frame
+        // still holds all raw bytes, so the object is valid.
+        put32(&mut object[at..at + len], AT_FRAME_RAW, SEGMENT_MAX as u32);
+        reseal(&mut object[at..at + len]);
+        let (got, largest) = largest_allocation(|| verify(&object, &raw));
+        assert_eq!(got.map(|t| t.frame_raw), Ok(SEGMENT_MAX as u32));
+        assert!(largest <= ALLOC_LIMIT, "allocated {largest} bytes");
     }
 
     #[test]
