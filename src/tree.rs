@@ -101,7 +101,11 @@ impl<I: IndexAccess> Tree<'_, I> {
                     return Err(corrupt(lsn)(DecodeError::Invalid("data block too long")));
                 }
                 pos += view.header.len as usize;
-                put_block(&mut out, offset, end, block * bs, view.value);
+                // block < end.div_ceil(bs), so this fits; checked all the same.
+                let at = block
+                    .checked_mul(bs)
+                    .ok_or_else(|| corrupt(lsn)(DecodeError::Invalid("data block number")))?;
+                put_block(&mut out, offset, end, at, view.value);
             }
         }
         out.resize(len, 0);
@@ -116,17 +120,13 @@ impl<I: IndexAccess> Tree<'_, I> {
 
     /// The block of `ino` as stored (possibly shorter than a block), if any.
     pub fn read_block(&self, ino: u64, block: u64) -> Result<Option<Vec<u8>>> {
-        let run = self
-            .index
-            .with_index(|i| i.block_runs(ino, block, block + 1).first().copied());
-        let Some(run) = run else { return Ok(None) };
-        let buf = self.segments.read_record(run.lsn)?;
+        let lsn = self.index.with_index(|i| i.block_lsn(ino, block));
+        let Some(lsn) = lsn else { return Ok(None) };
+        let buf = self.segments.read_record(lsn)?;
         let mut key = [0u8; 16];
         key[..8].copy_from_slice(&ino.to_le_bytes());
         key[8..].copy_from_slice(&block.to_le_bytes());
-        Ok(Some(
-            expect(&buf, run.lsn, Kind::Data, &key)?.value.to_vec(),
-        ))
+        Ok(Some(expect(&buf, lsn, Kind::Data, &key)?.value.to_vec()))
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Option<Vec<u8>>> {
@@ -152,7 +152,8 @@ impl<I: IndexAccess> Tree<'_, I> {
 /// zeros.
 fn put_block(out: &mut Vec<u8>, offset: u64, end: u64, at: u64, data: &[u8]) {
     let lo = at.max(offset);
-    let hi = (at + data.len() as u64).min(end);
+    // Saturating: a block may end at 2^64, past every `end`.
+    let hi = at.saturating_add(data.len() as u64).min(end);
     if lo >= hi {
         return;
     }
@@ -168,7 +169,74 @@ fn put_block(out: &mut Vec<u8>, offset: u64, end: u64, at: u64, data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
-    use super::put_block;
+    use super::{Tree, put_block};
+    use crate::archive::Archive;
+    use crate::format::{Lsn, Record, VolumeId};
+    use crate::index::Index;
+    use crate::log::reader::Segments;
+    use crate::log::segment::segment_path;
+    use crate::store::Memory;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_block_ending_at_the_last_byte_offset_is_clipped_not_overflowed() {
+        let top = u64::MAX;
+        let mut out = Vec::new();
+        put_block(&mut out, top - 10, top, top - 4, b"wxyz");
+        assert_eq!(out, b"\0\0\0\0\0\0wxyz");
+        let mut out = Vec::new();
+        put_block(&mut out, top - 10, top, top - 4, b"abcdefgh");
+        assert_eq!(out, b"\0\0\0\0\0\0abcd", "nothing past the end");
+    }
+
+    /// Reads near the largest file offset and near the largest byte offset
+    /// (a block number no file can have, as a damaged index might hold).
+    #[test]
+    fn reads_near_the_largest_offsets_neither_overflow_nor_lose_bytes() {
+        const BS: u64 = 4096;
+        let dir = tempfile::tempdir().unwrap();
+        let id = VolumeId([7; 16]);
+        let last_file_block = i64::MAX as u64 / BS;
+        let last_block = u64::MAX / BS;
+        let bytes: Vec<u8> = (0..BS).map(|i| (i % 251) as u8).collect();
+        let mut index = Index::new(BS as u32);
+        let mut file = vec![0u8; 4096];
+        for block in [last_file_block, last_block] {
+            let record = Record::Data {
+                ino: 2,
+                block,
+                bytes: bytes.clone(),
+            };
+            let lsn = Lsn {
+                seq: 1,
+                offset: file.len() as u32,
+            };
+            record.encode(1, 0, &mut file);
+            index.apply(lsn, &record, record.encoded_len() as u32);
+        }
+        file.resize(1 << 20, 0);
+        std::fs::write(segment_path(dir.path(), 1), &file).unwrap();
+        let archive = Arc::new(Archive::open(Arc::new(Memory::new()), id, 3, 4 << 20));
+        let segments = Segments::new(dir.path().into(), id, 1 << 20, archive, 0);
+        let tree = Tree {
+            index: &index,
+            segments: &segments,
+        };
+        let tail = &bytes[BS as usize - 12..BS as usize - 1];
+        // The last bytes a file can have (its size is at most i64::MAX).
+        let size = i64::MAX as u64;
+        assert_eq!(tree.read(2, size - 11, 100, size).unwrap(), tail);
+        assert_eq!(tree.read(2, size - 1, 100, size).unwrap(), &tail[10..]);
+        assert!(tree.read(2, size, 100, size).unwrap().is_empty());
+        // The block that ends at 2^64.
+        let top = u64::MAX;
+        assert_eq!(tree.read(2, top - 11, 100, top).unwrap(), tail);
+        assert_eq!(tree.read(2, top - 3, usize::MAX, top).unwrap(), &tail[8..]);
+        assert_eq!(tree.read_block(2, last_block).unwrap(), Some(bytes));
+        assert_eq!(tree.read_block(2, u64::MAX).unwrap(), None);
+        assert!(tree.has_blocks(2, last_block, u64::MAX));
+        assert!(!tree.has_blocks(2, u64::MAX, u64::MAX));
+    }
 
     #[test]
     fn blocks_fill_holes_with_zeros_in_any_order() {

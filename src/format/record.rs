@@ -24,6 +24,17 @@ pub const NAME_MAX: usize = 255;
 pub const XATTR_VALUE_MAX: usize = 64 * 1024;
 /// Longest sync-point label and requester, in bytes.
 pub const LABEL_MAX: usize = 256;
+/// Largest file size, in bytes: file offsets are i64 (FUSE, lseek, stat).
+pub const FILE_SIZE_MAX: u64 = i64::MAX as u64;
+
+/// Whether data block `block` of `block_size` bytes starts at an offset a
+/// file can have (below [`FILE_SIZE_MAX`]). Only such blocks are ever
+/// written; then the byte offset of the block and of its end fit in a u64.
+pub fn data_block_in_range(block: u64, block_size: u64) -> bool {
+    block
+        .checked_mul(block_size)
+        .is_some_and(|start| start < FILE_SIZE_MAX)
+}
 
 pub const FLAG_GROUP_END: u8 = 1;
 pub const FLAG_COPIED: u8 = 2;
@@ -239,6 +250,9 @@ impl Record {
             }
             Record::Xattr { value, .. } if value.len() > XATTR_VALUE_MAX => Err("xattr value size"),
             Record::Data { bytes, .. } if bytes.len() > block_size => Err("data block size"),
+            Record::Data { block, .. } if !data_block_in_range(*block, block_size as u64) => {
+                Err("data block number")
+            }
             Record::SyncPoint(s) if s.label.len() > LABEL_MAX || s.requester.len() > LABEL_MAX => {
                 Err("sync label length")
             }
@@ -486,6 +500,27 @@ mod tests {
                 let parsed = RecordView::parse(&bad).and_then(|v| v.record());
                 assert!(parsed.is_err() || parsed.unwrap() != rec, "flip at {i}");
                 assert!(RecordView::parse(&bad).is_err(), "flip at {i} passed");
+            }
+        }
+    }
+
+    #[test]
+    fn a_data_block_must_start_at_an_offset_a_file_can_have() {
+        let data = |block| Record::Data {
+            ino: 5,
+            block,
+            bytes: vec![1; 10],
+        };
+        for bs in [512u64, 4096, 1 << 20] {
+            // Files are at most i64::MAX bytes: this block holds their last.
+            let last = i64::MAX as u64 / bs;
+            assert_eq!(data(last).validate(bs as usize), Ok(()), "bs {bs}");
+            for block in [last + 1, u64::MAX / bs, u64::MAX - 1, u64::MAX] {
+                assert_eq!(
+                    data(block).validate(bs as usize),
+                    Err("data block number"),
+                    "block {block} of {bs} bytes"
+                );
             }
         }
     }

@@ -4,7 +4,8 @@
 //! view use this one path, differing only in where the scan starts.
 
 use super::{DirEntry, Index};
-use crate::format::codec::{DecodeResult, get_u64};
+use crate::format::codec::{DecodeError, DecodeResult, get_u64};
+use crate::format::record::data_block_in_range;
 use crate::format::{Kind, Lsn, Record, SummaryEntry, SyncInfo};
 use std::collections::{HashMap, HashSet};
 
@@ -70,6 +71,10 @@ impl Builder {
                 let k = &mut &e.key[..];
                 let ino = get_u64(k)?;
                 let block = get_u64(k)?;
+                // No file has such a block: lsvfs never wrote this record.
+                if !data_block_in_range(block, self.index.block_size() as u64) {
+                    return Err(DecodeError::Invalid("data block number"));
+                }
                 self.max_ino = self.max_ino.max(ino);
                 let floor = self.floors.get(&ino).copied().unwrap_or(u64::MAX);
                 if !self.dead_inodes.contains(&ino) && block < floor {
@@ -201,6 +206,22 @@ mod tests {
             block,
             bytes: vec![block as u8; 512],
         }
+    }
+
+    #[test]
+    fn a_data_record_past_the_largest_file_is_corruption() {
+        let last = i64::MAX as u64 / 512;
+        for block in [last + 1, u64::MAX - 1, u64::MAX] {
+            let mut b = Builder::new(512);
+            let (lsn, e) = entries(&[data(2, block)]).remove(0);
+            assert_eq!(
+                b.feed(lsn, &e),
+                Err(DecodeError::Invalid("data block number")),
+                "block {block}"
+            );
+        }
+        let built = backward(&[inode(2), data(2, last)]);
+        assert_eq!(built.index.block_runs(2, last, last + 1).len(), 1);
     }
 
     #[test]

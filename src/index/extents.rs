@@ -6,6 +6,11 @@
 //! the last record of a run may be shorter than a full block. A file written
 //! sequentially costs one entry per write group (the group's inode record
 //! ends the run) instead of one per block.
+//!
+//! Block numbers are any u64, up to `u64::MAX` (the map does not know the
+//! block size, and records come from disk): a run may end at the last block
+//! number, so `block + 1` and a run's end are computed checked, never
+//! assumed to fit.
 
 use crate::format::Lsn;
 use std::collections::BTreeMap;
@@ -86,7 +91,7 @@ impl ExtentMap {
         let mut start = block;
         // Join the run that ends right before `block`, if it continues here.
         if let Some((&ls, left)) = self.map.range(..block).next_back()
-            && ls + left.count as u64 == block
+            && ls.checked_add(left.count as u64) == Some(block)
             && left.last_full
             && left.seq == lsn.seq
             && left.offset as u64 + left.count as u64 * stride as u64 == lsn.offset as u64
@@ -99,14 +104,16 @@ impl ExtentMap {
             new.last_full = full;
             start = ls;
         }
-        // Join the run that starts right after `block`.
+        // Join the run that starts right after `block` (none follows the
+        // last block number).
         if full
-            && let Some(right) = self.map.get(&(block + 1)).copied()
+            && let Some(next) = block.checked_add(1)
+            && let Some(right) = self.map.get(&next).copied()
             && right.seq == lsn.seq
             && lsn.offset as u64 + stride as u64 == right.offset as u64
             && (new.count as u64 + right.count as u64) <= u32::MAX as u64
         {
-            self.map.remove(&(block + 1));
+            self.map.remove(&next);
             new.count += right.count;
             new.last_full = right.last_full;
         }
@@ -135,6 +142,7 @@ impl ExtentMap {
             );
         }
         let after = ext.count as u64 - i - 1;
+        // Blocks of the run follow `block`, so `block + 1` fits.
         if after > 0 {
             let lsn = ext.lsn_of(i + 1, stride);
             self.map.insert(
@@ -153,10 +161,12 @@ impl ExtentMap {
     /// Unmaps every block at or past `from`.
     pub fn truncate(&mut self, from: u64) {
         if let Some((&start, ext)) = self.map.range_mut(..from).next_back() {
-            let end = start + ext.count as u64;
-            if end > from {
-                self.blocks -= end - from;
-                ext.count = (from - start) as u32;
+            // Blocks [start, from) stay; counted from the start, since the
+            // run's end may lie past the last block number.
+            let keep = from - start;
+            if ext.count as u64 > keep {
+                self.blocks -= ext.count as u64 - keep;
+                ext.count = keep as u32;
                 ext.last_full = true;
             }
         }
@@ -164,16 +174,23 @@ impl ExtentMap {
         self.blocks -= tail.values().map(|e| e.count as u64).sum::<u64>();
     }
 
-    /// The mapped runs that overlap blocks `[first, end)`, clipped to it.
+    /// The mapped runs that overlap blocks `[first, end)`, clipped to it
+    /// (none if `first >= end`).
     pub fn runs(&self, first: u64, end: u64, stride: u32) -> Vec<Run> {
         let mut out = Vec::new();
+        if first >= end {
+            return out;
+        }
         let from = match self.map.range(..=first).next_back() {
-            Some((&s, e)) if s + e.count as u64 > first => s,
+            Some((&s, e)) if first - s < e.count as u64 => s,
             _ => first,
         };
         for (&start, ext) in self.map.range(from..end) {
             let lo = start.max(first);
-            let hi = (start + ext.count as u64).min(end);
+            // A run holding u64::MAX ends past every `end`.
+            let hi = start
+                .checked_add(ext.count as u64)
+                .map_or(end, |e| e.min(end));
             if lo < hi {
                 out.push(Run {
                     block: lo,
@@ -233,54 +250,129 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            4 => (0..40u64, 0..30u32, any::<bool>()).prop_map(|(b, o, f)| Op::Insert(b, o, f)),
-            2 => (0..40u64, 0..30u32, any::<bool>()).prop_map(|(b, o, f)| Op::InsertIfAbsent(b, o, f)),
-            1 => (0..40u64).prop_map(Op::Remove),
-            1 => (0..40u64).prop_map(Op::Truncate),
+            4 => (0..=BLOCKS, 0..30u32, any::<bool>()).prop_map(|(b, o, f)| Op::Insert(b, o, f)),
+            2 => (0..=BLOCKS, 0..30u32, any::<bool>()).prop_map(|(b, o, f)| Op::InsertIfAbsent(b, o, f)),
+            1 => (0..=BLOCKS).prop_map(Op::Remove),
+            1 => (0..=BLOCKS).prop_map(Op::Truncate),
         ]
     }
+
+    /// Runs `ops` on blocks `base + b` against a plain map of blocks.
+    fn check_against_a_plain_map(base: u64, ops: Vec<Op>) -> Result<(), TestCaseError> {
+        let mut m = ExtentMap::default();
+        let mut model: HashMap<u64, Lsn> = HashMap::new();
+        for op in ops {
+            match op {
+                // Offsets are block-aligned so that neighbours can join.
+                Op::Insert(b, o, f) => {
+                    let l = lsn(1, o * STRIDE);
+                    m.insert(base + b, l, f, STRIDE);
+                    model.insert(base + b, l);
+                }
+                Op::InsertIfAbsent(b, o, f) => {
+                    let l = lsn(1, o * STRIDE);
+                    let inserted = m.insert_if_absent(base + b, l, f, STRIDE);
+                    prop_assert_eq!(inserted, !model.contains_key(&(base + b)));
+                    model.entry(base + b).or_insert(l);
+                }
+                Op::Remove(b) => {
+                    let was = model.remove(&(base + b)).is_some();
+                    prop_assert_eq!(m.remove(base + b, STRIDE), was);
+                }
+                Op::Truncate(b) => {
+                    m.truncate(base + b);
+                    model.retain(|&k, _| k < base + b);
+                }
+            }
+            prop_assert_eq!(m.blocks(), model.len() as u64);
+            for b in 0..=BLOCKS {
+                prop_assert_eq!(m.get(base + b, STRIDE), model.get(&(base + b)).copied());
+            }
+            // Every block, except `u64::MAX`, which no `[first, end)` holds.
+            let end = (base + BLOCKS).saturating_add(1);
+            for (first, end) in [(base + 3, base + 30), (base, end), (base + 30, u64::MAX)] {
+                let mut from_runs = HashMap::new();
+                for r in m.runs(first, end, STRIDE) {
+                    for i in 0..r.count {
+                        let offset = r.lsn.offset + i as u32 * STRIDE;
+                        from_runs.insert(r.block + i, lsn(r.lsn.seq, offset));
+                    }
+                }
+                let expect: HashMap<u64, Lsn> = model
+                    .iter()
+                    .filter(|(k, _)| (first..end).contains(*k))
+                    .map(|(k, v)| (*k, *v))
+                    .collect();
+                prop_assert_eq!(from_runs, expect);
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocks the model tests use: `base + 0 ..= base + BLOCKS`.
+    const BLOCKS: u64 = 40;
 
     proptest! {
         /// The run-length map answers exactly like a plain map of blocks.
         #[test]
         fn behaves_like_a_plain_map(ops in proptest::collection::vec(op(), 1..200)) {
-            let mut m = ExtentMap::default();
-            let mut model: HashMap<u64, Lsn> = HashMap::new();
-            for op in ops {
-                match op {
-                    // Offsets are block-aligned so that neighbours can join.
-                    Op::Insert(b, o, f) => {
-                        let l = lsn(1, o * STRIDE);
-                        m.insert(b, l, f, STRIDE);
-                        model.insert(b, l);
-                    }
-                    Op::InsertIfAbsent(b, o, f) => {
-                        let l = lsn(1, o * STRIDE);
-                        let inserted = m.insert_if_absent(b, l, f, STRIDE);
-                        prop_assert_eq!(inserted, !model.contains_key(&b));
-                        model.entry(b).or_insert(l);
-                    }
-                    Op::Remove(b) => {
-                        prop_assert_eq!(m.remove(b, STRIDE), model.remove(&b).is_some());
-                    }
-                    Op::Truncate(b) => {
-                        m.truncate(b);
-                        model.retain(|&k, _| k < b);
-                    }
-                }
-                prop_assert_eq!(m.blocks(), model.len() as u64);
-                for b in 0..41 {
-                    prop_assert_eq!(m.get(b, STRIDE), model.get(&b).copied());
-                }
-                let mut from_runs = HashMap::new();
-                for r in m.runs(3, 30, STRIDE) {
-                    for i in 0..r.count {
-                        from_runs.insert(r.block + i, Lsn { seq: r.lsn.seq, offset: r.lsn.offset + i as u32 * STRIDE });
-                    }
-                }
-                let expect: HashMap<u64, Lsn> = model.iter().filter(|(k, _)| (3..30).contains(*k)).map(|(k, v)| (*k, *v)).collect();
-                prop_assert_eq!(from_runs, expect);
-            }
+            check_against_a_plain_map(0, ops)?;
         }
+
+        /// The same at the very top of the block space, where `block + 1`
+        /// and the end of a run ending at `u64::MAX` do not fit in a u64.
+        #[test]
+        fn behaves_like_a_plain_map_up_to_the_last_block_number(
+            ops in proptest::collection::vec(op(), 1..200)
+        ) {
+            check_against_a_plain_map(u64::MAX - BLOCKS, ops)?;
+        }
+    }
+
+    #[test]
+    fn runs_ending_at_the_last_block_number_insert_remove_and_truncate() {
+        const TOP: u64 = u64::MAX;
+        let mut m = ExtentMap::default();
+        m.insert(TOP, lsn(1, 2 * STRIDE), true, STRIDE);
+        m.insert(TOP - 1, lsn(1, STRIDE), true, STRIDE);
+        m.insert(TOP - 2, lsn(1, 0), true, STRIDE);
+        assert_eq!(m.runs_len(), 1, "three neighbours form one run");
+        assert_eq!(m.blocks(), 3);
+        assert_eq!(m.get(TOP, STRIDE), Some(lsn(1, 2 * STRIDE)));
+        let run = |block, count, offset| Run {
+            block,
+            count,
+            lsn: lsn(1, offset),
+        };
+        assert_eq!(
+            m.runs(TOP - 1, TOP, STRIDE),
+            [run(TOP - 1, 1, STRIDE)],
+            "clipped to [first, end)"
+        );
+        assert_eq!(m.runs(TOP - 5, TOP, STRIDE), [run(TOP - 2, 2, 0)]);
+        assert!(m.runs(TOP, TOP, STRIDE).is_empty());
+        assert!(m.runs(TOP, 5, STRIDE).is_empty(), "first past end");
+        // Backward, as recovery builds it.
+        let mut back = ExtentMap::default();
+        for (b, o) in [(TOP, 2), (TOP - 1, 1), (TOP - 2, 0)] {
+            assert!(back.insert_if_absent(b, lsn(1, o * STRIDE), true, STRIDE));
+        }
+        assert!(!back.insert_if_absent(TOP, lsn(2, 0), true, STRIDE));
+        assert_eq!(back, m);
+        // Splitting the run and cutting it at the top.
+        assert!(m.remove(TOP - 1, STRIDE));
+        assert_eq!(m.runs_len(), 2);
+        assert_eq!(m.get(TOP, STRIDE), Some(lsn(1, 2 * STRIDE)));
+        assert!(m.remove(TOP, STRIDE));
+        assert!(!m.remove(TOP, STRIDE));
+        m.insert(TOP - 1, lsn(1, STRIDE), true, STRIDE);
+        m.insert(TOP, lsn(1, 2 * STRIDE), false, STRIDE);
+        assert_eq!((m.runs_len(), m.blocks()), (1, 3));
+        m.truncate(TOP);
+        assert_eq!((m.get(TOP, STRIDE), m.blocks()), (None, 2));
+        m.truncate(TOP - 1);
+        assert_eq!((m.runs_len(), m.blocks()), (1, 1));
+        m.truncate(0);
+        assert_eq!((m.runs_len(), m.blocks()), (0, 0));
     }
 }

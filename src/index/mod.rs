@@ -135,9 +135,12 @@ impl Index {
 
     /// Whether `block` of `ino` is mapped.
     pub fn has_block(&self, ino: u64, block: u64) -> bool {
-        self.inodes
-            .get(&ino)
-            .is_some_and(|e| e.blocks.get(block, self.stride()).is_some())
+        self.block_lsn(ino, block).is_some()
+    }
+
+    /// Where the newest record of `block` of `ino` is, if it is mapped.
+    pub fn block_lsn(&self, ino: u64, block: u64) -> Option<Lsn> {
+        self.inodes.get(&ino)?.blocks.get(block, self.stride())
     }
 
     pub fn block_size(&self) -> u32 {
