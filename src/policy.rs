@@ -1,6 +1,7 @@
 //! The volume's policy: block size, segment size, working set, compression
 //! level and backing store, kept in `lsvfs.toml` at the top of the volume.
 
+use crate::format::archive::SEGMENT_SIZE_MAX;
 use crate::format::{FORMAT_VERSION, VolumeId};
 use crate::index::block_cost;
 use serde::{Deserialize, Serialize};
@@ -19,7 +20,6 @@ pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
 const BLOCK_SIZE_MIN: u64 = 512;
 const BLOCK_SIZE_MAX: u64 = 1 << 20;
 const SEGMENT_SIZE_MIN: u64 = 64 << 10;
-const SEGMENT_SIZE_MAX: u64 = 1 << 30;
 /// A segment must be at least this many blocks long, so that it holds a
 /// useful number of full data records besides its header and summary.
 const BLOCKS_PER_SEGMENT_MIN: u64 = 16;

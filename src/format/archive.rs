@@ -536,9 +536,6 @@ mod tests {
     /// Most a decoder may allocate for the small test object, whatever its
     /// trailer claims (its summary and a zstd context take far less).
     const ALLOC_LIMIT: usize = 1 << 20;
-    /// The largest segment a policy allows.
-    const SEGMENT_MAX: u64 = 1 << 30;
-
     /// Trailer positions of the fields the tests damage.
     const AT_FRAME_RAW: usize = 12;
     const AT_RAW_LEN: usize = 16;
@@ -585,7 +582,6 @@ mod tests {
         assert!(p.validate().is_ok());
         p.segment_size = SEGMENT_SIZE_MAX * 2;
         assert!(p.validate().is_err());
-        assert_eq!(SEGMENT_SIZE_MAX, SEGMENT_MAX);
         let summary = zstd::zstd_safe::compress_bound(SEGMENT_SIZE_MAX as usize) as u64;
         assert!(TRAILER_LEN_MAX >= TRAILER_FIXED as u64 + summary + 4);
     }
@@ -661,11 +657,11 @@ mod tests {
                 // n frames, all consistent, but a table of 2 MiB is not there.
                 "n of a full 1 GiB segment of 4 KiB frames",
                 Box::new(move |t| {
-                    let raw_len = SEGMENT_MAX - 64 - summary_len;
+                    let raw_len = SEGMENT_SIZE_MAX - 64 - summary_len;
                     put32(t, AT_FRAME_RAW, 4096);
                     put64(t, AT_RAW_LEN, raw_len);
                     put32(t, AT_FRAMES, raw_len.div_ceil(4096) as u32);
-                    put64(t, AT_SEGMENT_SIZE, SEGMENT_MAX);
+                    put64(t, AT_SEGMENT_SIZE, SEGMENT_SIZE_MAX);
                     put32(t, AT_RECORDS_END, raw_len as u32);
                 }),
                 invalid("archived frame table length"),
@@ -674,8 +670,8 @@ mod tests {
                 // Fits the largest segment, but the frame says otherwise.
                 "summary_len of a full 1 GiB segment",
                 Box::new(move |t| {
-                    let big = (SEGMENT_MAX - 64 - records_end) as u32;
-                    put64(t, AT_SEGMENT_SIZE, SEGMENT_MAX);
+                    let big = (SEGMENT_SIZE_MAX - 64 - records_end) as u32;
+                    put64(t, AT_SEGMENT_SIZE, SEGMENT_SIZE_MAX);
                     put32(t, AT_SUMMARY_LEN, big);
                     put32(t, AT_FOOTER_SUMMARY_LEN, big);
                 }),
@@ -725,10 +721,14 @@ mod tests {
         let (mut object, raw, at, len) = small_object();
         // A frame size no larger than the largest segment: the one frame
         // still holds all raw bytes, so the object is valid.
-        put32(&mut object[at..at + len], AT_FRAME_RAW, SEGMENT_MAX as u32);
+        put32(
+            &mut object[at..at + len],
+            AT_FRAME_RAW,
+            SEGMENT_SIZE_MAX as u32,
+        );
         reseal(&mut object[at..at + len]);
         let (got, largest) = largest_allocation(|| verify(&object, &raw));
-        assert_eq!(got.map(|t| t.frame_raw), Ok(SEGMENT_MAX as u32));
+        assert_eq!(got.map(|t| t.frame_raw), Ok(SEGMENT_SIZE_MAX as u32));
         assert!(largest <= ALLOC_LIMIT, "allocated {largest} bytes");
     }
 
