@@ -307,3 +307,36 @@ fn kill_9_during_flushing_sync_points_lets_the_daemon_die() {
         m.mount();
     }
 }
+
+/// Invariant 1 with the writeback cache: `lsvfs sync-point` contains what
+/// an application wrote before the command started, though not fsynced and
+/// with the file still open. `syncfs` alone does not ensure it: the kernel
+/// (6.1 with its temporary writeback pages, 6.18 with FUSE mounts marked
+/// without data integrity) returns before lsvfs has answered the writes.
+#[test]
+fn a_flushing_sync_point_holds_every_byte_written_before_it() {
+    // Writeback writes are served slowly here (a test hook of the daemon),
+    // as on a busy machine: a flush that does not wait for them shows.
+    // SAFETY: set before the daemon is started, in this test's process only
+    // to be inherited; no other thread of this test binary reads it.
+    unsafe { std::env::set_var("LSVFS_TEST_WRITEBACK_DELAY_MS", "20") };
+    let m = Mounted::new(&[], "");
+    unsafe { std::env::remove_var("LSVFS_TEST_WRITEBACK_DELAY_MS") };
+    for round in 0..3u8 {
+        let name = format!("dirty{round}");
+        let f = std::fs::File::create(m.path(&name)).unwrap();
+        let chunk: Vec<u8> = (0..1 << 20).map(|i| (i as u8) ^ round).collect();
+        for i in 0..8u64 {
+            f.write_all_at(&chunk, i << 20).unwrap();
+        }
+        // Still open, nothing fsynced.
+        let id = run(lsvfs().arg("sync-point").arg(&m.mnt));
+        let view = m.path(&format!(".lsvfs/sync-points/{}/{name}", id.trim()));
+        let got = std::fs::read(&view).unwrap();
+        assert_eq!(got.len(), 8 << 20, "round {round}");
+        for (i, piece) in got.chunks(1 << 20).enumerate() {
+            assert!(piece == chunk.as_slice(), "round {round}: MiB {i} differs");
+        }
+        drop(f);
+    }
+}

@@ -169,6 +169,7 @@ enum Command {
     },
 }
 
+mod flush;
 mod helper;
 mod mount;
 mod progress;

@@ -43,14 +43,7 @@ pub fn take(mountpoint: &Path, label: &str, flush: bool) -> Result<()> {
         );
     }
     if flush {
-        // SAFETY: syncfs on a descriptor owned by `root`.
-        if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
-            bail!(
-                "cannot flush {} before the sync point: {}; no sync point was taken",
-                mountpoint.display(),
-                std::io::Error::last_os_error()
-            );
-        }
+        super::flush::flush(&root, mountpoint)?;
     }
     let path = abs.join(CONTROL_DIR).join(SYNC_POINT_FILE);
     let mut file = open_at(&root, &format!("{CONTROL_DIR}/{SYNC_POINT_FILE}"))

@@ -47,7 +47,14 @@ pub struct Adapter {
     handles: Mutex<HashMap<u64, Handle>>,
     next_fh: AtomicU64,
     read_only: bool,
+    /// Tests only (`LSVFS_TEST_WRITEBACK_DELAY_MS`): how long each write
+    /// of the kernel's writeback waits before it is served, so that tests
+    /// can show what a flush must wait for.
+    writeback_delay: Option<std::time::Duration>,
 }
+
+/// The environment variable that sets [`Adapter::writeback_delay`].
+pub const WRITEBACK_DELAY_ENV: &str = "LSVFS_TEST_WRITEBACK_DELAY_MS";
 
 fn errno(e: &FsError) -> Errno {
     Errno::from_i32(e.errno())
@@ -148,6 +155,10 @@ impl Adapter {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             read_only,
+            writeback_delay: std::env::var(WRITEBACK_DELAY_ENV)
+                .ok()
+                .and_then(|ms| ms.parse().ok())
+                .map(std::time::Duration::from_millis),
         }
     }
 
@@ -591,6 +602,9 @@ impl Filesystem for Adapter {
             return self.control.write(req, &handle, data, reply);
         }
         let cached = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
+        if let Some(delay) = self.writeback_delay.filter(|_| cached) {
+            std::thread::sleep(delay);
+        }
         let r = self.change(Op::Write, || match cached {
             true => self.fs.write_cached(ino.0, offset, data),
             false => self.fs.write(ino.0, offset, data),

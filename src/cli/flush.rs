@@ -1,0 +1,145 @@
+//! Flushing a mount from outside its daemon, before a flushing sync point:
+//! everything applications wrote before the command must have been handed
+//! to lsvfs (and answered) by the time the sync point is requested.
+//!
+//! `syncfs` starts the writeback of every dirty page and reports writeback
+//! errors, but on some kernels it returns before the daemon has answered
+//! the writes it caused (Linux 6.1 ends page writeback as soon as a FUSE
+//! write is queued). Closing a descriptor of a file waits until every write
+//! of that file, dirty or in flight, is answered (`fuse_flush`). Dirty data
+//! can only belong to a file that is open for writing or mapped shared and
+//! writable (the last close of a file waited for its writes), so the flush
+//! opens and closes each such file on the mount once, found in /proc, then
+//! runs `syncfs` again to report any error that writeback met meanwhile.
+//! The files are those of the processes the command may inspect: all of
+//! them as root, else the user's own (with `allow_other`, run it as root).
+
+use anyhow::{Result, bail};
+use std::collections::HashSet;
+use std::ffi::CString;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// Flushes the mount whose root directory is `root` (named `mountpoint` in
+/// messages). An error means the sync point must not be taken.
+pub fn flush(root: &File, mountpoint: &Path) -> Result<()> {
+    syncfs(root, mountpoint)?;
+    let dev = root.metadata()?.dev();
+    let mut done = HashSet::new();
+    for pid in pids() {
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        for (path, ino) in writable_files(&proc, dev) {
+            if done.insert(ino) {
+                barrier(&path, pid)?;
+            }
+        }
+    }
+    syncfs(root, mountpoint)
+}
+
+fn syncfs(root: &File, mountpoint: &Path) -> Result<()> {
+    // SAFETY: syncfs on a descriptor owned by `root`.
+    if unsafe { libc::syncfs(root.as_raw_fd()) } != 0 {
+        bail!(
+            "cannot flush {}: {}; no sync point was taken",
+            mountpoint.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The regular files on device `dev` that process `proc` holds open for
+/// writing or maps shared and writable, as /proc paths that reopen them,
+/// with their inode numbers (none if the process is gone or not ours).
+fn writable_files(proc: &Path, dev: u64) -> Vec<(PathBuf, u64)> {
+    let Ok(fds) = std::fs::read_dir(proc.join("fd")) else {
+        return Vec::new();
+    };
+    let on_mount = |path: &Path| {
+        std::fs::metadata(path)
+            .ok()
+            .filter(|m| m.dev() == dev && m.is_file())
+            .map(|m| m.ino())
+    };
+    let mut out = Vec::new();
+    for fd in fds.flatten() {
+        let path = fd.path();
+        let Some(ino) = on_mount(&path) else { continue };
+        let info = proc.join("fdinfo").join(fd.file_name());
+        if opened_for_writing(&info) {
+            out.push((path, ino));
+        }
+    }
+    let maps = std::fs::read_to_string(proc.join("maps")).unwrap_or_default();
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if perms.as_bytes().get(1) == Some(&b'w') && perms.as_bytes().get(3) == Some(&b's') {
+            let path = proc.join("map_files").join(range);
+            if let Some(ino) = on_mount(&path) {
+                out.push((path, ino));
+            }
+        }
+    }
+    out
+}
+
+/// Whether /proc/PID/fdinfo/N says the descriptor may write.
+fn opened_for_writing(fdinfo: &Path) -> bool {
+    let text = std::fs::read_to_string(fdinfo).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix("flags:"))
+        .and_then(|f| i32::from_str_radix(f.trim(), 8).ok())
+        .is_some_and(|flags| flags & libc::O_ACCMODE != libc::O_RDONLY)
+}
+
+/// Opens the file behind `path` and closes it: the close returns once the
+/// kernel has handed lsvfs every write of the file and had it answered,
+/// and reports a write that failed.
+fn barrier(path: &Path, pid: u32) -> Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())?;
+    let mut fd = -1;
+    for mode in [libc::O_RDONLY, libc::O_WRONLY] {
+        // SAFETY: open with a NUL-terminated path; the descriptor is closed below.
+        fd = unsafe { libc::open(c_path.as_ptr(), mode | libc::O_CLOEXEC | libc::O_NOCTTY) };
+        if fd >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::EACCES) {
+            break;
+        }
+    }
+    let name = std::fs::read_link(path).unwrap_or_else(|_| path.to_path_buf());
+    if fd < 0 {
+        let err = std::io::Error::last_os_error();
+        // Closed meanwhile: its own close waited for its writes.
+        if err.raw_os_error() == Some(libc::ENOENT) {
+            return Ok(());
+        }
+        bail!(
+            "cannot flush {} (open in pid {pid}): {err}; no sync point was taken",
+            name.display()
+        );
+    }
+    // SAFETY: `fd` was opened above and is closed exactly once.
+    if unsafe { libc::close(fd) } != 0 {
+        bail!(
+            "cannot flush {} (open in pid {pid}): {}; no sync point was taken",
+            name.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(())
+}
