@@ -44,6 +44,17 @@ pub enum PolicyError {
     Parse { path: PathBuf, message: String },
 }
 
+/// `path` as a URL (`scheme://...`) when it is one, which no local
+/// directory is meant to be: `s3://bucket` must not become `./s3:/bucket`.
+pub fn store_url(path: &Path) -> Option<String> {
+    let text = path.to_str()?;
+    let (scheme, _) = text.split_once("://")?;
+    let mut chars = scheme.chars();
+    let is_scheme = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || "+.-".contains(c));
+    is_scheme.then(|| text.to_string())
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> PolicyError {
     PolicyError::Invalid {
         field,
@@ -175,6 +186,14 @@ impl Policy {
         }
         if self.backing_store.as_os_str().is_empty() {
             return Err(invalid("backing_store", "empty path"));
+        }
+        if let Some(url) = store_url(&self.backing_store) {
+            return Err(invalid(
+                "backing_store",
+                format!(
+                    "{url} is a URL; this version stores only into a local directory (give a path)"
+                ),
+            ));
         }
         Ok(())
     }
@@ -337,6 +356,10 @@ mod tests {
             (|p| p.volume_id = "nope".into(), "volume_id"),
             (|p| p.format_version = 9, "format_version"),
             (|p| p.backing_store = PathBuf::new(), "backing_store"),
+            (
+                |p| p.backing_store = PathBuf::from("s3://bucket/prefix"),
+                "backing_store",
+            ),
             (|p| p.reserve = 1, "reserve"),
             (|p| p.cache_size = 4096, "cache_size"),
         ];

@@ -297,4 +297,22 @@ fn a_missing_volume_and_a_bad_size_read_exactly_so() {
         "lsvfs: --segment-size: 3M must be a power of two between 64K and 1G\n"
     );
     assert!(!missing.exists());
+    // Issue 12.11: a store URL this version cannot serve is refused, not
+    // made into a local directory named `s3:`.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lsvfs"))
+        .current_dir(tmp.path())
+        .args([
+            "create",
+            path(&missing),
+            "--backing-store",
+            "s3://bucket/vols",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "lsvfs: --backing-store: s3://bucket/vols is a URL; this version stores only into a local directory (give a path)\n"
+    );
+    assert!(!missing.exists() && !tmp.path().join("s3:").exists());
 }

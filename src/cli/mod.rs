@@ -274,7 +274,11 @@ fn dispatch(command: Command) -> Result<()> {
             policy.reserve = reserve;
             policy.cache_size = cache_size;
             if let Some(store) = backing_store {
-                policy.backing_store = absolute(&store)?;
+                // A URL stays as given, so that validation names it.
+                policy.backing_store = match crate::policy::store_url(&store) {
+                    Some(_) => store,
+                    None => absolute(&store)?,
+                };
             }
             if let Err(e) = policy.validate() {
                 let flag = e
