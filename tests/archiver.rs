@@ -682,3 +682,70 @@ fn a_second_volume_with_the_same_id_neither_replaces_objects_nor_loses_data() {
     let fs_b = open(&b, &store, None);
     work_b.check(fs_b.volume());
 }
+
+/// Issue 12.11: the archiver slices a segment's records by its summary.
+/// A segment whose summary passes its checksum but does not tile the
+/// records (here left in primary, below the window, by a crash after its
+/// copies were durable, so recovery does not read it) must stop the
+/// archiver with an error naming it and poison the volume, visibly;
+/// before, the slicing panicked and archiving stopped for good in silence.
+#[test]
+fn a_summary_that_does_not_tile_its_records_is_an_error_not_a_panic() {
+    use lsvfs::log::segment::{read_header, read_sealed, segment_path};
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let policy = tiny_policy();
+    Volume::create(&dir, &policy).unwrap();
+    let store: Arc<dyn BackingStore> = Arc::new(Memory::new());
+    let fs = open(&dir, &store, Some(Step::CopiedDurable));
+    let mut work = Work::new(77);
+    let mut rounds = 0;
+    while !fs.volume().archiver_finished() {
+        for _ in 0..20 {
+            work.step(&fs).unwrap();
+        }
+        rounds += 1;
+        assert!(rounds < 500, "the archiver never halted");
+    }
+    // Open a newer segment, whose header starts the window past it.
+    for _ in 0..400 {
+        work.step(&fs).unwrap();
+    }
+    fs.into_volume().crash();
+    let seg_dir = dir.join("segments");
+    let seq = (1..).find(|s| segment_path(&seg_dir, *s).exists()).unwrap();
+    // Lengthen the last record's summary entry by one byte; summary and
+    // footer checksums are made right again.
+    let path = segment_path(&seg_dir, seq);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let id = policy.volume_id().unwrap();
+    let (header, _) = read_header(&file, seq, id, &seg_dir).unwrap();
+    let (mut footer, mut entries) = read_sealed(&file, &header).unwrap().unwrap();
+    entries.last_mut().unwrap().len += 1;
+    let mut summary = Vec::new();
+    for e in &entries {
+        e.encode(&mut summary);
+    }
+    footer.summary_crc = crc32c::crc32c(&summary);
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&summary, footer.records_end as u64)
+        .unwrap();
+    file.write_all_at(&footer.encode(), policy.segment_size - 64)
+        .unwrap();
+    drop(file);
+
+    let fs = open(&dir, &store, None);
+    wait_until("the archiver to fail", Duration::from_secs(20), || {
+        fs.volume().archiver_finished()
+    });
+    let err = fs.volume().fsync().unwrap_err().to_string();
+    assert!(err.contains(&format!("segment {seq}")), "{err}");
+    assert!(
+        segment_path(&seg_dir, seq).exists(),
+        "the segment was recycled"
+    );
+}

@@ -161,7 +161,7 @@ impl Archiver {
         let wake = self.shared.archiver_wake.1.clone();
         loop {
             match self.due() {
-                Some(seq) => match self.retire(seq) {
+                Some(seq) => match self.retire_guarded(seq) {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => {
@@ -188,6 +188,23 @@ impl Archiver {
         false
     }
 
+    /// Retires segment `seq`, turning a panic into an error: the volume is
+    /// then poisoned and says why, rather than archiving silently stopping.
+    fn retire_guarded(&self, seq: u64) -> Result<bool> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.retire(seq))).unwrap_or_else(
+            |panic| {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("a panic");
+                Err(Error::Inconsistent(format!(
+                    "the archiver failed on segment {seq}: {why}"
+                )))
+            },
+        )
+    }
+
     /// Retires segment `seq`. Returns false when the archiver must stop.
     fn retire(&self, seq: u64) -> Result<bool> {
         let dir = &self.shared.seg_dir;
@@ -203,6 +220,8 @@ impl Archiver {
                 ),
             });
         };
+        // The summary is sliced into the records below: it must tile them.
+        crate::log::recovery::check_summary(&header, &footer, &entries)?;
         let mut raw = vec![0u8; footer.records_end as usize];
         segment::read_exact_at(&file, seq, &mut raw, 0)?;
         let archive = self.shared.segments.archive().clone();
