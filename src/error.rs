@@ -70,6 +70,11 @@ pub enum Error {
     NoSpace(String),
     #[error("no sync point {0}")]
     UnknownSyncPoint(String),
+    /// A directory where another user could plant links or replace files.
+    #[error(
+        "{path} is {why}; lsvfs keeps a volume's files only in directories no other user can change (chown it to this user, chmod go-w)"
+    )]
+    UnsafeDir { path: PathBuf, why: String },
     #[error("several sync points are labelled {label:?} (ids {ids:?}); name one by id")]
     AmbiguousSyncPoint { label: String, ids: Vec<u64> },
 }

@@ -9,6 +9,7 @@ pub mod archive;
 pub mod cli;
 pub mod control;
 pub mod error;
+pub mod files;
 pub mod format;
 pub mod fs;
 pub mod fuse;

@@ -27,7 +27,6 @@ use crate::store::{BackingStore, LocalDir};
 use crate::tree::Tree;
 use crate::view::View;
 use crossbeam_channel::{Sender, bounded};
-use std::fs::OpenOptions as OpenOptions_;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -67,7 +66,7 @@ pub struct OpenOptions {
 fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let ctx = format!("cannot write {}", path.display());
-    let file = OpenOptions_::new()
+    let file = crate::files::options()
         .write(true)
         .create_new(true)
         .open(&tmp)
@@ -95,15 +94,15 @@ impl Volume {
                     });
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => std::fs::create_dir_all(dir)
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::files::create_dir_all(dir)
                 .map_err(io(format!("cannot create {}", dir.display())))?,
             Err(e) => return Err(io(format!("cannot read {}", dir.display()))(e)),
         }
         let seg_dir = dir.join(SEGMENTS_DIR);
-        std::fs::create_dir(&seg_dir)
+        crate::files::create_dir(&seg_dir)
             .map_err(io(format!("cannot create {}", seg_dir.display())))?;
         let store = policy.backing_store_path(dir);
-        std::fs::create_dir_all(&store)
+        crate::files::create_dir_all(&store)
             .map_err(io(format!("cannot create {}", store.display())))?;
         Catalog::create(dir)?;
         // The policy file goes last: its presence is what makes a volume.
@@ -120,6 +119,15 @@ impl Volume {
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Volume> {
         check_volume(dir)?;
         let policy = Policy::load(dir)?;
+        // The volume and store directories are where the user put them (a
+        // symlink there is theirs); segments/ is lsvfs's own.
+        let mut private = vec![(dir.to_path_buf(), true), (dir.join(SEGMENTS_DIR), false)];
+        if options.store.is_none() {
+            private.push((policy.backing_store_path(dir), true));
+        }
+        for (path, follow) in &private {
+            check_private_dir(path, *follow)?;
+        }
         let (mut vol_lock, clean) = VolumeLock::acquire(dir)?;
         let volume_id = policy.volume_id()?;
         let seg_dir = dir.join(SEGMENTS_DIR);
@@ -222,7 +230,7 @@ impl Volume {
                         scan.valid_end
                     );
                 }
-                let file = OpenOptions_::new()
+                let file = crate::files::options()
                     .read(true)
                     .write(true)
                     .open(segment::segment_path(&seg_dir, last))
@@ -576,6 +584,23 @@ pub fn check_volume(dir: &Path) -> Result<()> {
     } else {
         Error::NoVolume { path }
     })
+}
+
+/// Refuses a directory of the volume that another user could change: one
+/// could plant a link there that an open as root would write through.
+fn check_private_dir(path: &Path, follow: bool) -> Result<()> {
+    let why = match crate::files::unsafe_dir(path, follow) {
+        // Missing: whatever opens it next says so in its own words.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        other => other.map_err(io(format!("cannot inspect {}", path.display())))?,
+    };
+    match why {
+        Some(why) => Err(Error::UnsafeDir {
+            path: path.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// Refuses segments written with another block or segment size than the

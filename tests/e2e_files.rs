@@ -340,3 +340,104 @@ fn a_flushing_sync_point_holds_every_byte_written_before_it() {
         drop(f);
     }
 }
+
+/// Issue 12.10: segments, archived objects, the catalog, the lock and the
+/// daemon's log hold every user's data or say where it is: they are made
+/// 0600 in directories made 0700, whatever the umask.
+#[test]
+fn a_volumes_files_are_private_whatever_the_umask() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vol, mnt) = (tmp.path().join("vol"), tmp.path().join("mnt"));
+    std::fs::create_dir(&mnt).unwrap();
+    let sh = |cmd: String| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask 000 && {cmd}"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{cmd}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let exe = env!("CARGO_BIN_EXE_lsvfs");
+    let (v, m) = (vol.display(), mnt.display());
+    sh(format!(
+        "{exe} create {v} --segment-size 256K --working-set 8"
+    ));
+    sh(format!("{exe} mount {v} {m}"));
+    let _detach = Detach(&mnt);
+    let secret = mnt.join("secret");
+    std::fs::write(&secret, vec![0x5e; 1 << 20]).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    run(lsvfs().arg("sync-point").arg(&mnt));
+    for i in 0..8 {
+        std::fs::write(mnt.join("secret"), vec![i; 1 << 20]).unwrap();
+        run(lsvfs().arg("sync-point").arg(&mnt));
+    }
+    run(lsvfs().arg("unmount").arg(&mnt));
+    let mut seen = 0;
+    let mut stack = vec![vol.clone()];
+    while let Some(dir) = stack.pop() {
+        let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{} is {mode:o}", dir.display());
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            let mode = e.metadata().unwrap().permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{} is {mode:o}", e.path().display());
+            seen += 1;
+        }
+    }
+    let archived = std::fs::read_dir(vol.join("archive")).unwrap().count();
+    assert!(
+        seen > 6 && archived > 0,
+        "{seen} files, {archived} archived"
+    );
+}
+
+/// Issue 12.9: a volume is opened as root; a link planted in its directory
+/// (lock, daemon.log, a recycled segment) is never written through, and a
+/// volume directory other users may change is refused.
+#[test]
+fn links_in_a_volume_are_never_followed_and_open_directories_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (vol, mnt) = (tmp.path().join("vol"), tmp.path().join("mnt"));
+    std::fs::create_dir(&mnt).unwrap();
+    run(lsvfs().arg("create").arg(&vol));
+    // One mount and unmount, so that lock and daemon.log exist.
+    run(lsvfs().arg("mount").arg(&vol).arg(&mnt));
+    run(lsvfs().arg("unmount").arg(&mnt));
+    let victim = tmp.path().join("victim");
+    for planted in ["lock", "daemon.log", "segments/free-0000000000000099.seg"] {
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = vol.join(planted);
+        let saved = tmp.path().join("saved");
+        let had = std::fs::rename(&path, &saved).is_ok();
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let out = lsvfs().arg("mount").arg(&vol).arg(&mnt).output().unwrap();
+        let _detach = Detach(&mnt);
+        assert_eq!(out.status.code(), Some(1), "{planted}: {out:?}");
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious", "{planted}");
+        std::fs::remove_file(&path).unwrap();
+        if had {
+            std::fs::rename(&saved, &path).unwrap();
+        }
+    }
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = lsvfs().arg("mount").arg(&vol).arg(&mnt).output().unwrap();
+    let _detach = Detach(&mnt);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("writable by other users (mode 0777)"),
+        "{stderr}"
+    );
+    std::fs::set_permissions(&vol, std::fs::Permissions::from_mode(0o700)).unwrap();
+    run(lsvfs().arg("mount").arg(&vol).arg(&mnt));
+    run(lsvfs().arg("unmount").arg(&mnt));
+}

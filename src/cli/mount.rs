@@ -131,7 +131,7 @@ fn spawn_daemon(
         )
     };
     let log_path = volume.join(DAEMON_LOG);
-    let log = std::fs::OpenOptions::new()
+    let log = crate::files::options()
         .create(true)
         .append(true)
         .open(&log_path)

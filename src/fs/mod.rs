@@ -106,6 +106,7 @@ impl FsError {
                 | Error::AlreadyAVolume { .. }
                 | Error::NotEmpty { .. }
                 | Error::Locked { .. }
+                | Error::UnsafeDir { .. }
                 | Error::UnknownSyncPoint(_)
                 | Error::AmbiguousSyncPoint { .. } => libc::EIO,
             },

@@ -17,7 +17,7 @@
 use crate::error::{Result, io};
 use crate::format::codec::*;
 use crate::format::{Lsn, SyncInfo};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -100,7 +100,10 @@ pub struct Catalog {
 impl Catalog {
     pub fn create(volume: &Path) -> Result<()> {
         let path = volume.join(CATALOG_FILE);
-        File::create_new(&path)
+        crate::files::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
             .and_then(|f| f.sync_all())
             .map_err(io(format!("cannot create {}", path.display())))
     }
@@ -109,12 +112,13 @@ impl Catalog {
     pub fn open(volume: &Path, repair: bool) -> Result<Catalog> {
         let path = volume.join(CATALOG_FILE);
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
-        let file = OpenOptions::new()
+        let mut file = crate::files::options()
             .read(true)
             .write(repair)
             .open(&path)
             .map_err(io(ctx("open")))?;
-        let bytes = std::fs::read(&path).map_err(io(ctx("read")))?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io(ctx("read")))?;
         let mut input = &bytes[..];
         let mut entries = Vec::new();
         while !input.is_empty() {

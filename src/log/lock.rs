@@ -5,7 +5,7 @@
 
 use crate::error::{Error, Result, io};
 use crate::format::Lsn;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -28,7 +28,7 @@ impl VolumeLock {
     pub fn acquire(volume: &Path) -> Result<(VolumeLock, Option<Lsn>)> {
         let path = volume.join(LOCK_FILE);
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
-        let mut file = OpenOptions::new()
+        let mut file = crate::files::options()
             .read(true)
             .write(true)
             .create(true)

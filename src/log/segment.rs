@@ -12,7 +12,7 @@ use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{
     DecodeError, Footer, RecordHeader, RecordView, SegmentHeader, SummaryEntry, VolumeId,
 };
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
@@ -44,6 +44,17 @@ pub fn list(dir: &Path) -> Result<Listing> {
         let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
+        let ours = name.ends_with(".seg") || name.ends_with(".seg.tmp");
+        let kind = entry
+            .file_type()
+            .map_err(io(format!("cannot list {}", dir.display())))?;
+        if ours && !kind.is_file() {
+            // A link planted among the segments would be written through.
+            return Err(Error::Inconsistent(format!(
+                "{} is not a regular file; remove it (lsvfs never makes one)",
+                entry.path().display()
+            )));
+        }
         if let Some(n) = name
             .strip_prefix("free-")
             .and_then(|n| n.strip_suffix(".seg"))
@@ -94,7 +105,9 @@ pub fn create(dir: &Path, header: &SegmentHeader, reuse: Option<&Path>) -> Resul
         None => dir.join(format!("{:016}.seg.tmp", header.seq)),
     };
     let ctx = |what: &str| format!("cannot {what} segment file {}", staging.display());
-    let file = OpenOptions::new()
+    // A staging file left by a creation that failed (a full disk) is
+    // reused; a symlink in its place fails to open (O_NOFOLLOW).
+    let file = crate::files::options()
         .read(true)
         .write(true)
         .create(reuse.is_none())
@@ -124,16 +137,19 @@ pub fn recycle(dir: &Path, seq: u64) -> Result<PathBuf> {
 
 pub fn open_read(dir: &Path, seq: u64) -> Result<File> {
     let path = segment_path(dir, seq);
-    let file = File::open(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            Error::SegmentMissing { seq }
-        } else {
-            Error::Io {
-                context: format!("cannot open {}", path.display()),
-                source: e,
+    let file = crate::files::options()
+        .read(true)
+        .open(&path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::SegmentMissing { seq }
+            } else {
+                Error::Io {
+                    context: format!("cannot open {}", path.display()),
+                    source: e,
+                }
             }
-        }
-    })?;
+        })?;
     Ok(file)
 }
 

@@ -651,7 +651,7 @@ impl Writer {
     /// nothing will make room any more, so writes stop waiting for it.
     fn archiver_gone(&mut self) {
         if self.limit != u64::MAX {
-            log::warn!("the archiver stopped; writes go on past the working set");
+            log::info!("the archiver stopped; writes go on past the working set");
         }
         self.archiver = never();
         self.space = never();

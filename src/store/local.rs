@@ -88,7 +88,10 @@ impl BackingStore for LocalDir {
         let tmp = self
             .dir
             .join(format!(".{name}.{}-{n}{TMP_SUFFIX}", std::process::id()));
-        let written = File::create_new(&tmp)
+        let written = crate::files::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
             .and_then(|mut f| f.write_all(bytes).and_then(|_| f.sync_all()))
             .and_then(|_| std::fs::hard_link(&tmp, &path));
         let _ = std::fs::remove_file(&tmp);
@@ -108,11 +111,14 @@ impl BackingStore for LocalDir {
     }
 
     fn get(&self, name: &str) -> Result<Vec<u8>, StoreError> {
-        std::fs::read(self.path(name)?).map_err(self.io("get", name))
+        crate::files::read(&self.path(name)?).map_err(self.io("get", name))
     }
 
     fn get_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        let file = File::open(self.path(name)?).map_err(self.io("get", name))?;
+        let file = crate::files::options()
+            .read(true)
+            .open(self.path(name)?)
+            .map_err(self.io("get", name))?;
         let size = file.metadata().map_err(self.io("get", name))?.len();
         if offset.checked_add(len).is_none_or(|end| end > size) {
             return Err(StoreError::Range {
