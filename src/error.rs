@@ -70,6 +70,14 @@ pub enum Error {
     NoSpace(String),
     #[error("no sync point {0}")]
     UnknownSyncPoint(String),
+    #[error(
+        "{path} is a copy of the volume at {original} (same volume id {id}); two volumes with one id would overwrite each other's archived segments. Open the original, or remove it if this copy replaces it (a copy with its own id is not supported yet)"
+    )]
+    CopiedVolume {
+        path: PathBuf,
+        original: PathBuf,
+        id: String,
+    },
     /// A directory where another user could plant links or replace files.
     #[error(
         "{path} is {why}; lsvfs keeps a volume's files only in directories no other user can change (chown it to this user, chmod go-w)"

@@ -128,8 +128,10 @@ impl Volume {
         for (path, follow) in &private {
             check_private_dir(path, *follow)?;
         }
-        let (mut vol_lock, clean) = VolumeLock::acquire(dir)?;
+        let (mut vol_lock, found) = VolumeLock::acquire(dir)?;
+        let clean = found.clean;
         let volume_id = policy.volume_id()?;
+        check_not_a_copy(&found, &policy)?;
         let seg_dir = dir.join(SEGMENTS_DIR);
         let block_size = policy.block_size as u32;
         let listing = segment::list(&seg_dir)?;
@@ -583,6 +585,30 @@ pub fn check_volume(dir: &Path) -> Result<()> {
         Error::NotAVolume { path }
     } else {
         Error::NoVolume { path }
+    })
+}
+
+/// Refuses a volume directory that is a copy of one that still exists: the
+/// lock file names a home (device, inode, path) that is not this directory,
+/// and that directory is still there holding a volume of the same id. Two
+/// volumes with one id would store into the same objects of a shared store.
+/// A volume that was moved (its old home is gone) opens, and its new home
+/// is recorded.
+fn check_not_a_copy(found: &crate::log::lock::Found, policy: &Policy) -> Result<()> {
+    let Some(last) = &found.last_home else {
+        return Ok(());
+    };
+    if last.same_dir(&found.home) || !last.still_there() {
+        return Ok(());
+    }
+    let same_id = Policy::load(&last.path).is_ok_and(|p| p.volume_id == policy.volume_id);
+    if !same_id {
+        return Ok(());
+    }
+    Err(Error::CopiedVolume {
+        path: found.home.path.clone(),
+        original: last.path.clone(),
+        id: policy.volume_id.clone(),
     })
 }
 

@@ -749,3 +749,38 @@ fn a_summary_that_does_not_tile_its_records_is_an_error_not_a_panic() {
         "the segment was recycled"
     );
 }
+
+/// Issue 12.2: a copy of a volume directory (`cp -a A B`) is recognised at
+/// its first open, while A is still there, and refused with a line naming
+/// both, so that two live volumes never share an id unnoticed; A opens as
+/// before, and a volume that was moved (not copied) opens in its new place.
+#[test]
+fn a_copied_volume_directory_is_refused_and_a_moved_one_opens() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    Volume::create(&a, &tiny_policy()).unwrap();
+    let fs = Fs::new(Volume::open(&a).unwrap()).unwrap();
+    fs.create_file(ROOT_INO, b"f", 0o644, ROOT_OWNER).unwrap();
+    fs.into_volume().close().unwrap();
+    let cp = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&a)
+        .arg(&b)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    let err = Volume::open(&b).err().expect("a copy opened").to_string();
+    assert!(
+        err.contains("is a copy of the volume at") && err.contains(a.to_str().unwrap()),
+        "{err}"
+    );
+    Volume::open(&a).unwrap().close().unwrap();
+    std::fs::remove_dir_all(&b).unwrap();
+    std::fs::rename(&a, &c).unwrap();
+    let fs = Fs::new(Volume::open(&c).unwrap()).unwrap();
+    assert!(fs.lookup(ROOT_INO, b"f").is_ok());
+}

@@ -107,6 +107,7 @@ impl FsError {
                 | Error::NotEmpty { .. }
                 | Error::Locked { .. }
                 | Error::UnsafeDir { .. }
+                | Error::CopiedVolume { .. }
                 | Error::UnknownSyncPoint(_)
                 | Error::AmbiguousSyncPoint { .. } => libc::EIO,
             },

@@ -1,7 +1,9 @@
 //! The volume lock: one read-write opener at a time, enforced with flock on
 //! `VOLUME/lock`. The file names the holder (pid, host) for the error a
 //! second opener gets, and after a clean close records where the log ended,
-//! so that the next open can tell a clean shutdown from a crash.
+//! so that the next open can tell a clean shutdown from a crash. It also
+//! records the volume's home (the directory's device, inode and path), so
+//! that a copy of the directory is recognised at its first open.
 
 use crate::error::{Error, Result, io};
 use crate::format::Lsn;
@@ -14,6 +16,61 @@ pub const LOCK_FILE: &str = "lock";
 
 pub struct VolumeLock {
     file: File,
+    /// The `home` line of the directory the volume is opened in.
+    home: String,
+}
+
+/// Where a volume was last opened: its directory's identity and path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Home {
+    pub dev: u64,
+    pub ino: u64,
+    pub path: std::path::PathBuf,
+}
+
+impl Home {
+    /// The home of the directory `volume` (its path made canonical).
+    fn of(volume: &Path) -> std::io::Result<Home> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(volume)?;
+        Ok(Home {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            path: std::fs::canonicalize(volume)?,
+        })
+    }
+
+    fn line(&self) -> String {
+        format!("home {} {} {}\n", self.dev, self.ino, self.path.display())
+    }
+
+    fn parse(line: &str) -> Option<Home> {
+        let mut parts = line.strip_prefix("home ")?.splitn(3, ' ');
+        Some(Home {
+            dev: parts.next()?.parse().ok()?,
+            ino: parts.next()?.parse().ok()?,
+            path: parts.next()?.into(),
+        })
+    }
+
+    /// Whether `self` is the same directory as `other`.
+    pub fn same_dir(&self, other: &Home) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
+    /// Whether the directory recorded here still exists as itself.
+    pub fn still_there(&self) -> bool {
+        Home::of(&self.path).is_ok_and(|now| now.same_dir(self))
+    }
+}
+
+/// What [`VolumeLock::acquire`] found in the lock file.
+pub struct Found {
+    /// Where the log ended at the last clean close.
+    pub clean: Option<Lsn>,
+    /// Where the volume was last opened, and where it is now.
+    pub last_home: Option<Home>,
+    pub home: Home,
 }
 
 fn host() -> String {
@@ -23,9 +80,9 @@ fn host() -> String {
 }
 
 impl VolumeLock {
-    /// Takes the lock; returns it with the log end a clean close recorded.
+    /// Takes the lock; returns it with what the lock file recorded.
     /// Nothing is written until [`VolumeLock::claim`].
-    pub fn acquire(volume: &Path) -> Result<(VolumeLock, Option<Lsn>)> {
+    pub fn acquire(volume: &Path) -> Result<(VolumeLock, Found)> {
         let path = volume.join(LOCK_FILE);
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
         let mut file = crate::files::options()
@@ -55,14 +112,23 @@ impl VolumeLock {
         }
         let mut text = String::new();
         file.read_to_string(&mut text).map_err(io(ctx("read")))?;
-        let clean = text.lines().find_map(parse_clean);
-        Ok((VolumeLock { file }, clean))
+        let home = Home::of(volume).map_err(io(format!("cannot inspect {}", volume.display())))?;
+        let found = Found {
+            clean: text.lines().find_map(parse_clean),
+            last_home: text.lines().find_map(Home::parse),
+            home: home.clone(),
+        };
+        let lock = VolumeLock {
+            file,
+            home: home.line(),
+        };
+        Ok((lock, found))
     }
 
     /// Names this process as the holder, which also forgets the clean mark:
     /// from here on, only a clean close makes the next open a clean one.
     pub fn claim(&mut self) -> Result<()> {
-        let me = format!("pid {} on {}\n", std::process::id(), host());
+        let me = format!("pid {} on {}\n{}", std::process::id(), host(), self.home);
         self.rewrite(&me, false)
     }
 
@@ -83,7 +149,10 @@ impl VolumeLock {
 
     /// Records a clean close that left the log ending at `end`.
     pub fn mark_clean(&mut self, end: Lsn) -> Result<()> {
-        let text = format!("closed cleanly\nclean {} {}\n", end.seq, end.offset);
+        let text = format!(
+            "closed cleanly\nclean {} {}\n{}",
+            end.seq, end.offset, self.home
+        );
         self.rewrite(&text, true)
     }
 }
@@ -118,8 +187,8 @@ mod tests {
     #[test]
     fn second_holder_is_named_and_clean_end_is_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut lock, clean) = VolumeLock::acquire(dir.path()).unwrap();
-        assert_eq!(clean, None);
+        let (mut lock, found) = VolumeLock::acquire(dir.path()).unwrap();
+        assert_eq!(found.clean, None);
         lock.claim().unwrap();
         let err = VolumeLock::acquire(dir.path()).err().unwrap().to_string();
         assert!(
@@ -132,7 +201,8 @@ mod tests {
         };
         lock.mark_clean(end).unwrap();
         drop(lock);
-        let (_lock, clean) = VolumeLock::acquire(dir.path()).unwrap();
-        assert_eq!(clean, Some(end));
+        let (_lock, found) = VolumeLock::acquire(dir.path()).unwrap();
+        assert_eq!(found.clean, Some(end));
+        assert_eq!(found.last_home, Some(found.home));
     }
 }
