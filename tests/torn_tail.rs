@@ -97,6 +97,16 @@ fn copy_dir(from: &Path, to: &Path) {
         let dest = to.join(e.file_name());
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &dest);
+        } else if e.file_name() == "lock" {
+            // Without the home line, the copy is a fixture to damage, not a
+            // copy of a volume that the open should refuse.
+            let text = std::fs::read_to_string(e.path()).unwrap();
+            let kept: String = text
+                .lines()
+                .filter(|l| !l.starts_with("home "))
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(dest, kept).unwrap();
         } else {
             std::fs::copy(e.path(), dest).unwrap();
         }
