@@ -10,6 +10,9 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::path::Path;
 use std::process::Command;
 
+/// The daemon's test hook that slows the kernel's writeback writes.
+const WRITEBACK_DELAY: &str = "LSVFS_TEST_WRITEBACK_DELAY_MS";
+
 /// A tree with the shapes that break filesystems: empty and block-sized
 /// files, sizes one off a block, a multi-MiB file, holes, hard links,
 /// symlinks, a FIFO, odd modes, owners, xattrs and deep nesting.
@@ -274,7 +277,8 @@ fn sync_after_write_close_remove_succeeds() {
 #[test]
 fn kill_9_during_flushing_sync_points_lets_the_daemon_die() {
     use std::sync::atomic::{AtomicBool, Ordering};
-    let m = Mounted::new(&[], "");
+    // A slow primary: the kernel's writeback waits on the daemon.
+    let m = Mounted::with_env(&[], "", &[(WRITEBACK_DELAY, "50")]);
     for round in 0..3 {
         let stop = AtomicBool::new(false);
         std::thread::scope(|s| {
@@ -317,11 +321,7 @@ fn kill_9_during_flushing_sync_points_lets_the_daemon_die() {
 fn a_flushing_sync_point_holds_every_byte_written_before_it() {
     // Writeback writes are served slowly here (a test hook of the daemon),
     // as on a busy machine: a flush that does not wait for them shows.
-    // SAFETY: set before the daemon is started, in this test's process only
-    // to be inherited; no other thread of this test binary reads it.
-    unsafe { std::env::set_var("LSVFS_TEST_WRITEBACK_DELAY_MS", "20") };
-    let m = Mounted::new(&[], "");
-    unsafe { std::env::remove_var("LSVFS_TEST_WRITEBACK_DELAY_MS") };
+    let m = Mounted::with_env(&[], "", &[(WRITEBACK_DELAY, "20")]);
     for round in 0..3u8 {
         let name = format!("dirty{round}");
         let f = std::fs::File::create(m.path(&name)).unwrap();

@@ -64,11 +64,18 @@ pub struct Mounted {
     pub volume: PathBuf,
     pub mnt: PathBuf,
     options: String,
+    /// Environment of the daemon (test hooks).
+    env: Vec<(&'static str, String)>,
 }
 
 impl Mounted {
     /// A new volume with `create_args`, mounted with `-o options`.
     pub fn new(create_args: &[&str], options: &str) -> Mounted {
+        Self::with_env(create_args, options, &[])
+    }
+
+    /// As `new`, with `env` set for the daemon (and every later mount).
+    pub fn with_env(create_args: &[&str], options: &str, env: &[(&'static str, &str)]) -> Mounted {
         let tmp = tempfile::Builder::new()
             .prefix("lsvfs-e2e")
             .tempdir()
@@ -82,6 +89,7 @@ impl Mounted {
             volume,
             mnt,
             options: options.to_string(),
+            env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
         };
         m.mount();
         m
@@ -92,7 +100,8 @@ impl Mounted {
             .arg("mount")
             .arg(&self.volume)
             .arg(&self.mnt)
-            .args(["-o", &self.options]));
+            .args(["-o", &self.options])
+            .envs(self.env.iter().map(|(k, v)| (k, v))));
     }
 
     pub fn unmount(&self) {
