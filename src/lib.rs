@@ -13,6 +13,8 @@ pub mod files;
 pub mod format;
 pub mod fs;
 pub mod fuse;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod index;
 pub mod log;
 pub mod policy;

@@ -237,14 +237,13 @@ impl Policy {
             path: path.clone(),
             source,
         })?;
-        let policy: Policy = toml::from_str(&text).map_err(|e| PolicyError::Parse {
-            path: path.clone(),
-            message: e.message().to_string(),
-        })?;
-        policy.validate().map_err(|e| PolicyError::Parse {
-            path,
-            message: e.to_string(),
-        })?;
+        Self::parse(&text).map_err(|message| PolicyError::Parse { path, message })
+    }
+
+    /// A policy from the text of an `lsvfs.toml`, checked.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let policy: Policy = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        policy.validate().map_err(|e| e.to_string())?;
         Ok(policy)
     }
 }

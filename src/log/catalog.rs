@@ -90,6 +90,20 @@ impl SyncPoint {
     }
 }
 
+/// The entries of a catalog file's bytes up to the first that fails its
+/// check; where the valid part ends; and why the rest does not decode.
+pub fn decode_entries(bytes: &[u8]) -> (Vec<SyncPoint>, u64, Option<DecodeError>) {
+    let mut input = bytes;
+    let mut entries = Vec::new();
+    while !input.is_empty() {
+        match SyncPoint::decode(&mut input) {
+            Ok(e) => entries.push(e),
+            Err(e) => return (entries, (bytes.len() - input.len()) as u64, Some(e)),
+        }
+    }
+    (entries, bytes.len() as u64, None)
+}
+
 pub struct Catalog {
     path: PathBuf,
     file: File,
@@ -119,22 +133,13 @@ impl Catalog {
             .map_err(io(ctx("open")))?;
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io(ctx("read")))?;
-        let mut input = &bytes[..];
-        let mut entries = Vec::new();
-        while !input.is_empty() {
-            match SyncPoint::decode(&mut input) {
-                Ok(e) => entries.push(e),
-                Err(e) => {
-                    let at = bytes.len() - input.len();
-                    log::warn!("{}: cut torn entry at byte {at} ({e})", path.display());
-                    if repair {
-                        file.set_len(at as u64).map_err(io(ctx("truncate")))?;
-                    }
-                    break;
-                }
+        let (entries, len, torn) = decode_entries(&bytes);
+        if let Some(e) = torn {
+            log::warn!("{}: cut torn entry at byte {len} ({e})", path.display());
+            if repair {
+                file.set_len(len).map_err(io(ctx("truncate")))?;
             }
         }
-        let len = (bytes.len() - input.len()) as u64;
         Ok(Catalog {
             path,
             file,

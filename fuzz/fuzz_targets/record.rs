@@ -1,0 +1,7 @@
+//! Fuzzes lsvfs::fuzzing::record: no input may panic, allocate by an
+//! unchecked length or loop.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    lsvfs::fuzzing::record(data);
+});
