@@ -12,9 +12,12 @@ use crate::format::record::RECORD_HEADER_LEN;
 use crate::format::segment::FOOTER_LEN;
 use crate::format::{Footer, Record, RecordView, SegmentHeader, SummaryEntry};
 
+/// One decoder's entry point: whether the input decoded as it is.
+pub type Target = fn(&[u8]) -> bool;
+
 /// The fuzz targets by name, as `fuzz/fuzz_targets/NAME.rs` and
 /// `fuzz/corpus/NAME/` call them.
-pub const TARGETS: [(&str, fn(&[u8]) -> bool); 5] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("record", record),
     ("segment", segment),
     ("archive", archive),
