@@ -18,6 +18,30 @@ pub fn options() -> OpenOptions {
     o
 }
 
+/// Makes an open file of lsvfs's own readable by its owner only (files
+/// made before lsvfs made them so, and reused, were 0644).
+pub fn make_private(file: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if file.metadata()?.mode() & 0o077 != 0 {
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Makes a directory of lsvfs's own (not a symlink: checked before) open
+/// to its owner only.
+pub fn make_dir_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.mode() & 0o077 != 0 => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        }
+        // Missing: whatever opens it next says so in its own words.
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
 /// Reads a whole file of lsvfs's own, not through a symlink.
 pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;

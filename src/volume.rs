@@ -128,6 +128,11 @@ impl Volume {
         for (path, follow) in &private {
             check_private_dir(path, *follow)?;
         }
+        // Closed to others (volumes made before lsvfs did so had 0755):
+        // the segments hold every user's data.
+        let seg_dir = dir.join(SEGMENTS_DIR);
+        crate::files::make_dir_private(&seg_dir)
+            .map_err(io(format!("cannot make {} private", seg_dir.display())))?;
         let (mut vol_lock, found) = VolumeLock::acquire(dir)?;
         let clean = found.clean;
         let volume_id = policy.volume_id()?;

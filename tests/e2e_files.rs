@@ -398,6 +398,30 @@ fn a_volumes_files_are_private_whatever_the_umask() {
         seen > 6 && archived > 0,
         "{seen} files, {archived} archived"
     );
+    // A volume made before (0755 segments/, 0644 segment files) is closed
+    // at its next open, and a recycled file is made private when reused.
+    let segs = vol.join("segments");
+    std::fs::set_permissions(&segs, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for e in std::fs::read_dir(&segs).unwrap() {
+        let path = e.unwrap().path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    run(lsvfs().arg("mount").arg(&vol).arg(&mnt));
+    for i in 0..4 {
+        std::fs::write(mnt.join("secret"), vec![i; 1 << 20]).unwrap();
+        run(lsvfs().arg("sync-point").arg(&mnt));
+    }
+    run(lsvfs().arg("unmount").arg(&mnt));
+    let mode = std::fs::metadata(&segs).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "segments/ is {mode:o} after an open");
+    let newest = std::fs::read_dir(&segs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.to_string_lossy().contains("free-"))
+        .max()
+        .unwrap();
+    let mode = std::fs::metadata(&newest).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{} is {mode:o}", newest.display());
 }
 
 /// Issue 12.9: a volume is opened as root; a link planted in its directory

@@ -114,6 +114,8 @@ pub fn create(dir: &Path, header: &SegmentHeader, reuse: Option<&Path>) -> Resul
         .truncate(false)
         .open(&staging)
         .map_err(io(ctx("open")))?;
+    // A recycled file made by an older version may be readable by others.
+    crate::files::make_private(&file).map_err(io(ctx("chmod")))?;
     if reuse.is_none() {
         allocate(&file, header.segment_size).map_err(io(ctx("allocate")))?;
     }
