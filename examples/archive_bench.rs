@@ -13,6 +13,7 @@
 //! /usr/lib (text, binaries, compressed data): a realistic mix.
 
 use lsvfs::archive::Archive;
+use lsvfs::disk::{Disk, OpenMode, Real};
 use lsvfs::format::archive as object;
 use lsvfs::format::{Footer, VolumeId};
 use lsvfs::fs::{Fs, ROOT_OWNER};
@@ -87,7 +88,7 @@ fn fill(dir: &Path, bytes: u64) -> Vec<(u64, PathBuf)> {
     }
     fs.into_volume().close().unwrap();
     let seg_dir = dir.join("segments");
-    let listing = segment::list(&seg_dir).unwrap();
+    let listing = segment::list(&Real, &seg_dir).unwrap();
     let last = *listing.segments.last().unwrap();
     listing
         .segments
@@ -109,12 +110,12 @@ fn read_sealed(files: &[(u64, PathBuf)], volume: VolumeId) -> Vec<Sealed> {
     files
         .iter()
         .map(|(seq, path)| {
-            let file = std::fs::File::open(path).unwrap();
+            let file = Real.open(path, OpenMode::Read).unwrap();
             let dir = path.parent().unwrap();
-            let (header, _) = segment::read_header(&file, *seq, volume, dir).unwrap();
-            let (footer, entries) = segment::read_sealed(&file, &header).unwrap().unwrap();
+            let (header, _) = segment::read_header(&*file, *seq, volume, dir).unwrap();
+            let (footer, entries) = segment::read_sealed(&*file, &header).unwrap().unwrap();
             let mut raw = vec![0u8; footer.records_end as usize];
-            segment::read_exact_at(&file, *seq, &mut raw, 0).unwrap();
+            segment::read_exact_at(&*file, *seq, &mut raw, 0).unwrap();
             let mut summary = Vec::new();
             for e in &entries {
                 e.encode(&mut summary);
@@ -185,7 +186,7 @@ fn lsvfs_encode(segments: &[Sealed], level: i32, threads: usize) -> (Duration, u
 fn throughput(root: &Path, quick: bool) -> serde_json::Value {
     let dir = root.join("corpus");
     let files = fill(&dir, if quick { 128 } else { 1024 } * MIB);
-    let volume = Policy::load(&dir).unwrap().volume_id().unwrap();
+    let volume = Policy::load(&Real, &dir).unwrap().volume_id().unwrap();
     let segments = read_sealed(&files, volume);
     // The zstd command line gets exactly the bytes lsvfs compresses: each
     // segment's header and records, then its summary.
@@ -235,7 +236,7 @@ fn throughput(root: &Path, quick: bool) -> serde_json::Value {
         ));
         let local = root.join(format!("store-{level}"));
         std::fs::create_dir_all(&local).unwrap();
-        let store = Arc::new(LocalDir::open(&local).unwrap());
+        let store = Arc::new(LocalDir::open(lsvfs::disk::real(), &local).unwrap());
         rows.push((
             "lsvfs: archive to local directory",
             lsvfs_archive(&segments, store, level, volume),

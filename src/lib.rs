@@ -8,8 +8,8 @@
 pub mod archive;
 pub mod cli;
 pub mod control;
+pub mod disk;
 pub mod error;
-pub mod files;
 pub mod format;
 pub mod fs;
 pub mod fuse;

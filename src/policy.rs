@@ -231,11 +231,15 @@ impl Policy {
         )
     }
 
-    pub fn load(volume: &Path) -> Result<Self, PolicyError> {
+    pub fn load(disk: &dyn crate::disk::Disk, volume: &Path) -> Result<Self, PolicyError> {
         let path = volume.join(POLICY_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|source| PolicyError::Read {
+        let bytes = disk.read(&path).map_err(|source| PolicyError::Read {
             path: path.clone(),
             source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| PolicyError::Parse {
+            path: path.clone(),
+            message: "not UTF-8 text".into(),
         })?;
         Self::parse(&text).map_err(|message| PolicyError::Parse { path, message })
     }

@@ -217,7 +217,14 @@ mod tests {
         file.resize(1 << 20, 0);
         std::fs::write(segment_path(dir.path(), 1), &file).unwrap();
         let archive = Arc::new(Archive::open(Arc::new(Memory::new()), id, 3, 4 << 20));
-        let segments = Segments::new(dir.path().into(), id, 1 << 20, archive, 0);
+        let segments = Segments::new(
+            crate::disk::real(),
+            dir.path().into(),
+            id,
+            1 << 20,
+            archive,
+            0,
+        );
         let tree = Tree {
             index: &index,
             segments: &segments,

@@ -119,12 +119,14 @@ impl View {
     /// locking it: the volume may be mounted and written meanwhile.
     /// `progress` is told how many segments of its window were read.
     pub fn open(dir: &Path, which: &Selector, progress: Progress) -> Result<View> {
-        crate::volume::check_volume(dir)?;
-        let policy = Policy::load(dir)?;
+        let disk = crate::disk::real();
+        crate::volume::check_volume(&*disk, dir)?;
+        let policy = Policy::load(&*disk, dir)?;
         let volume_id = policy.volume_id()?;
-        let points = Catalog::open(dir, false)?.entries().to_vec();
+        let points = Catalog::open(&*disk, dir, false)?.entries().to_vec();
         let point = which.resolve(&points)?;
-        let store = LocalDir::open(&policy.backing_store_path(dir)).map_err(ArchiveError::from)?;
+        let store = LocalDir::open(disk.clone(), &policy.backing_store_path(dir))
+            .map_err(ArchiveError::from)?;
         let archive = Archive::open(
             Arc::new(store),
             volume_id,
@@ -132,6 +134,7 @@ impl View {
             policy.cache_size,
         );
         let segments = Segments::new(
+            disk,
             dir.join(SEGMENTS_DIR),
             volume_id,
             policy.segment_size,

@@ -11,6 +11,7 @@
 
 use crate::archive::archiver::{self, Archiver};
 use crate::archive::{Archive, ArchiveError};
+use crate::disk::{Disk, OpenMode};
 use crate::error::{Error, Result, io};
 use crate::format::SegmentHeader;
 use crate::format::{Lsn, Record};
@@ -27,7 +28,6 @@ use crate::store::{BackingStore, LocalDir};
 use crate::tree::Tree;
 use crate::view::View;
 use crossbeam_channel::{Sender, bounded};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -50,6 +50,8 @@ pub struct Volume {
 /// How a volume is opened; [`Volume::open`] uses the defaults.
 #[derive(Default)]
 pub struct OpenOptions {
+    /// Where the volume's files are; by default the machine's filesystem.
+    pub disk: Option<Arc<dyn Disk>>,
     /// The backing store; by default the local directory the policy names.
     pub store: Option<Arc<dyn BackingStore>>,
     /// Open without the archiver: nothing is retired (for inspection).
@@ -63,51 +65,63 @@ pub struct OpenOptions {
     pub fdatasync_hook: Option<FdatasyncHook>,
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_durably(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let ctx = format!("cannot write {}", path.display());
-    let file = crate::files::options()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
+    let file = disk
+        .open(&tmp, OpenMode::CreateNew)
         .map_err(io(ctx.clone()))?;
     file.write_all_at(bytes, 0)
         .and_then(|_| file.sync_all())
-        .and_then(|_| std::fs::rename(&tmp, path))
+        .and_then(|_| disk.rename(&tmp, path))
         .map_err(io(ctx))
+}
+
+/// Creates directory `path` and its missing parents durably: each new
+/// entry is fsynced in its parent (else a power loss could take it).
+fn create_dirs(disk: &dyn Disk, path: &Path) -> Result<()> {
+    let missing: Vec<&Path> = path.ancestors().take_while(|a| !disk.exists(a)).collect();
+    disk.create_dir_all(path)
+        .map_err(io(format!("cannot create {}", path.display())))?;
+    for new in missing.iter().rev() {
+        if let Some(parent) = new.parent() {
+            segment::fsync_dir(disk, parent)?;
+        }
+    }
+    Ok(())
 }
 
 impl Volume {
     /// Creates a volume in `dir`, which must be absent or empty.
     pub fn create(dir: &Path, policy: &Policy) -> Result<()> {
+        Self::create_on(&crate::disk::Real, dir, policy)
+    }
+
+    /// Creates a volume in `dir` on `disk`; `dir` must be absent or empty.
+    pub fn create_on(disk: &dyn Disk, dir: &Path, policy: &Policy) -> Result<()> {
         policy.validate()?;
-        if dir.join(POLICY_FILE).exists() {
+        if disk.exists(&dir.join(POLICY_FILE)) {
             return Err(Error::AlreadyAVolume {
                 path: dir.to_path_buf(),
             });
         }
-        match std::fs::read_dir(dir) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
+        match disk.list(dir) {
+            Ok(entries) => {
+                if !entries.is_empty() {
                     return Err(Error::NotEmpty {
                         path: dir.to_path_buf(),
                     });
                 }
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => crate::files::create_dir_all(dir)
-                .map_err(io(format!("cannot create {}", dir.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dirs(disk, dir)?,
             Err(e) => return Err(io(format!("cannot read {}", dir.display()))(e)),
         }
-        let seg_dir = dir.join(SEGMENTS_DIR);
-        crate::files::create_dir(&seg_dir)
-            .map_err(io(format!("cannot create {}", seg_dir.display())))?;
-        let store = policy.backing_store_path(dir);
-        crate::files::create_dir_all(&store)
-            .map_err(io(format!("cannot create {}", store.display())))?;
-        Catalog::create(dir)?;
+        create_dirs(disk, &dir.join(SEGMENTS_DIR))?;
+        create_dirs(disk, &policy.backing_store_path(dir))?;
+        Catalog::create(disk, dir)?;
         // The policy file goes last: its presence is what makes a volume.
-        write_durably(&dir.join(POLICY_FILE), policy.to_toml().as_bytes())?;
-        segment::fsync_dir(dir)
+        write_durably(disk, &dir.join(POLICY_FILE), policy.to_toml().as_bytes())?;
+        segment::fsync_dir(disk, dir)
     }
 
     /// Opens a volume for writing: locks it, recovers the index and starts
@@ -117,8 +131,9 @@ impl Volume {
     }
 
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Volume> {
-        check_volume(dir)?;
-        let policy = Policy::load(dir)?;
+        let disk = options.disk.unwrap_or_else(crate::disk::real);
+        check_volume(&*disk, dir)?;
+        let policy = Policy::load(&*disk, dir)?;
         // The volume and store directories are where the user put them (a
         // symlink there is theirs); segments/ is lsvfs's own.
         let mut private = vec![(dir.to_path_buf(), true), (dir.join(SEGMENTS_DIR), false)];
@@ -126,26 +141,27 @@ impl Volume {
             private.push((policy.backing_store_path(dir), true));
         }
         for (path, follow) in &private {
-            check_private_dir(path, *follow)?;
+            check_private_dir(&*disk, path, *follow)?;
         }
         // Closed to others (volumes made before lsvfs did so had 0755):
         // the segments hold every user's data.
         let seg_dir = dir.join(SEGMENTS_DIR);
-        crate::files::make_dir_private(&seg_dir)
+        crate::disk::make_dir_private(&*disk, &seg_dir)
             .map_err(io(format!("cannot make {} private", seg_dir.display())))?;
-        let (mut vol_lock, found) = VolumeLock::acquire(dir)?;
+        let (mut vol_lock, found) = VolumeLock::acquire(&*disk, dir)?;
         let clean = found.clean;
         let volume_id = policy.volume_id()?;
-        check_not_a_copy(&found, &policy)?;
+        check_not_a_copy(&*disk, &found, &policy)?;
         let seg_dir = dir.join(SEGMENTS_DIR);
         let block_size = policy.block_size as u32;
-        let listing = segment::list(&seg_dir)?;
+        let listing = segment::list(&*disk, &seg_dir)?;
         // Read-only until recovery succeeded: a refused open changes nothing.
-        let catalog = Catalog::open(dir, false)?;
+        let catalog = Catalog::open(&*disk, dir, false)?;
         let store = match options.store {
             Some(s) => s,
             None => Arc::new(
-                LocalDir::open(&policy.backing_store_path(dir)).map_err(ArchiveError::from)?,
+                LocalDir::open(disk.clone(), &policy.backing_store_path(dir))
+                    .map_err(ArchiveError::from)?,
             ),
         };
         let archive = Arc::new(Archive::open(
@@ -170,7 +186,7 @@ impl Volume {
         // Set when the log's tail was cut at a torn or stale record.
         let mut unclean = false;
         if let Some(&last) = listing.segments.last() {
-            let (_, recs) = segment_records(&seg_dir, last, volume_id)?;
+            let (_, recs) = segment_records(&*disk, &seg_dir, last, volume_id)?;
             check_geometry(&recs.header, &policy)?;
             let end = Lsn {
                 seq: last,
@@ -178,7 +194,7 @@ impl Volume {
             };
             let older = |seq| {
                 if listing.segments.binary_search(&seq).is_ok() {
-                    return segment_records(&seg_dir, seq, volume_id).map(|(_, r)| Some(r));
+                    return segment_records(&*disk, &seg_dir, seq, volume_id).map(|(_, r)| Some(r));
                 }
                 // Retired, so its live records were copied forward. A store
                 // that cannot be listed now is trusted for segments older
@@ -237,10 +253,8 @@ impl Volume {
                         scan.valid_end
                     );
                 }
-                let file = crate::files::options()
-                    .read(true)
-                    .write(true)
-                    .open(segment::segment_path(&seg_dir, last))
+                let file = disk
+                    .open(&segment::segment_path(&seg_dir, last), OpenMode::ReadWrite)
                     .map_err(io(format!("cannot open segment {last} for writing")))?;
                 let mut summary = Vec::new();
                 for e in &recs.entries {
@@ -264,14 +278,16 @@ impl Volume {
                 next_seq - 1
             )));
         }
-        let mut catalog = Catalog::open(dir, true)?;
+        let mut catalog = Catalog::open(&*disk, dir, true)?;
         catalog.append(&missing)?;
         for path in &listing.staging {
-            std::fs::remove_file(path).map_err(io(format!("cannot remove {}", path.display())))?;
+            disk.remove_file(path)
+                .map_err(io(format!("cannot remove {}", path.display())))?;
         }
         vol_lock.claim()?;
         let primary_oldest = listing.segments.first().copied().unwrap_or(next_seq);
         let segments = Arc::new(Segments::new(
+            disk.clone(),
             seg_dir.clone(),
             volume_id,
             policy.segment_size,
@@ -279,6 +295,7 @@ impl Volume {
             primary_oldest,
         ));
         let mut shared = Shared::new(
+            disk,
             volume_id,
             seg_dir,
             block_size,
@@ -387,21 +404,23 @@ impl Volume {
     /// The sync points of the volume in `dir`, read without opening it (so
     /// also while another process has it open).
     pub fn sync_points_of(dir: &Path) -> Result<Vec<SyncPoint>> {
-        check_volume(dir)?;
-        Policy::load(dir)?;
-        Ok(Catalog::open(dir, false)?.entries().to_vec())
+        let disk = &crate::disk::Real;
+        check_volume(disk, dir)?;
+        Policy::load(disk, dir)?;
+        Ok(Catalog::open(disk, dir, false)?.entries().to_vec())
     }
 
     /// For each sync point of the volume in `dir`, whether its view can be
     /// built from primary storage alone: its segment and every older one
     /// of its window are still there (else the view reads the archive).
     pub fn views_in_primary(dir: &Path, points: &[SyncPoint]) -> Result<Vec<bool>> {
+        let disk = &crate::disk::Real;
         let seg_dir = dir.join(SEGMENTS_DIR);
-        let listing = segment::list(&seg_dir)?;
+        let listing = segment::list(disk, &seg_dir)?;
         let Some(&oldest) = listing.segments.first() else {
             return Ok(vec![false; points.len()]);
         };
-        let volume_id = Policy::load(dir)?.volume_id()?;
+        let volume_id = Policy::load(disk, dir)?.volume_id()?;
         points
             .iter()
             .map(|p| {
@@ -409,9 +428,9 @@ impl Volume {
                 if listing.segments.binary_search(&seq).is_err() {
                     return Ok(false);
                 }
-                match segment::open_read(&seg_dir, seq) {
+                match segment::open_read(disk, &seg_dir, seq) {
                     Ok(file) => {
-                        let (header, _) = segment::read_header(&file, seq, volume_id, &seg_dir)?;
+                        let (header, _) = segment::read_header(&*file, seq, volume_id, &seg_dir)?;
                         Ok(header.window_start >= oldest)
                     }
                     // Recycled since the listing.
@@ -566,27 +585,31 @@ impl Volume {
     }
 
     /// Stops the writer as `kill -9` would: nothing more is written, nothing
-    /// is flushed, and the lock is released. For crash tests.
+    /// is flushed, and the lock is released. Returns how far the log was
+    /// durable when it stopped. For crash tests.
     #[doc(hidden)]
-    pub fn crash(mut self) {
+    pub fn crash(mut self) -> Lsn {
+        // The archiver first: a request of its own queued behind the crash
+        // would never be answered, and it would wait for the answer.
+        if let Some(mut a) = self.archiver.take() {
+            a.stop();
+        }
         if let Some(handle) = self.writer.take() {
             let _ = self.tx.send(Request::Crash);
             let _ = handle.join();
         }
-        if let Some(mut a) = self.archiver.take() {
-            a.stop();
-        }
         self.lock.take();
+        self.durable()
     }
 }
 
 /// Whether `dir` holds a volume: an error saying what to do when not.
-pub fn check_volume(dir: &Path) -> Result<()> {
-    if dir.join(POLICY_FILE).exists() {
+pub fn check_volume(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    if disk.exists(&dir.join(POLICY_FILE)) {
         return Ok(());
     }
     let path = dir.to_path_buf();
-    Err(if dir.exists() {
+    Err(if disk.exists(dir) {
         Error::NotAVolume { path }
     } else {
         Error::NoVolume { path }
@@ -599,14 +622,18 @@ pub fn check_volume(dir: &Path) -> Result<()> {
 /// volumes with one id would store into the same objects of a shared store.
 /// A volume that was moved (its old home is gone) opens, and its new home
 /// is recorded.
-fn check_not_a_copy(found: &crate::log::lock::Found, policy: &Policy) -> Result<()> {
+fn check_not_a_copy(
+    disk: &dyn Disk,
+    found: &crate::log::lock::Found,
+    policy: &Policy,
+) -> Result<()> {
     let Some(last) = &found.last_home else {
         return Ok(());
     };
-    if last.same_dir(&found.home) || !last.still_there() {
+    if last.same_dir(&found.home) || !last.still_there(disk) {
         return Ok(());
     }
-    let same_id = Policy::load(&last.path).is_ok_and(|p| p.volume_id == policy.volume_id);
+    let same_id = Policy::load(disk, &last.path).is_ok_and(|p| p.volume_id == policy.volume_id);
     if !same_id {
         return Ok(());
     }
@@ -619,8 +646,8 @@ fn check_not_a_copy(found: &crate::log::lock::Found, policy: &Policy) -> Result<
 
 /// Refuses a directory of the volume that another user could change: one
 /// could plant a link there that an open as root would write through.
-fn check_private_dir(path: &Path, follow: bool) -> Result<()> {
-    let why = match crate::files::unsafe_dir(path, follow) {
+fn check_private_dir(disk: &dyn Disk, path: &Path, follow: bool) -> Result<()> {
+    let why = match crate::disk::unsafe_dir(disk, path, follow) {
         // Missing: whatever opens it next says so in its own words.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         other => other.map_err(io(format!("cannot inspect {}", path.display())))?,

@@ -208,9 +208,10 @@ impl Archiver {
     /// Retires segment `seq`. Returns false when the archiver must stop.
     fn retire(&self, seq: u64) -> Result<bool> {
         let dir = &self.shared.seg_dir;
-        let file = segment::open_read(dir, seq)?;
-        let (header, _) = segment::read_header(&file, seq, self.shared.volume_id, dir)?;
-        let Some((footer, entries)) = segment::read_sealed(&file, &header)? else {
+        let disk = &*self.shared.disk;
+        let file = segment::open_read(disk, dir, seq)?;
+        let (header, _) = segment::read_header(&*file, seq, self.shared.volume_id, dir)?;
+        let Some((footer, entries)) = segment::read_sealed(&*file, &header)? else {
             return Err(Error::Corrupt {
                 seq,
                 offset: 0,
@@ -223,7 +224,7 @@ impl Archiver {
         // The summary is sliced into the records below: it must tile them.
         crate::log::recovery::check_summary(&header, &footer, &entries)?;
         let mut raw = vec![0u8; footer.records_end as usize];
-        segment::read_exact_at(&file, seq, &mut raw, 0)?;
+        segment::read_exact_at(&*file, seq, &mut raw, 0)?;
         let archive = self.shared.segments.archive().clone();
 
         // Already stored (a crash came before recycling): its copies were
@@ -299,7 +300,7 @@ impl Archiver {
 
         self.shared.segments.retire(seq);
         drop(file);
-        let free = segment::recycle(dir, seq)?;
+        let free = segment::recycle(disk, dir, seq)?;
         lock(&self.shared.free).push(free);
         self.shared
             .primary_oldest

@@ -31,7 +31,7 @@ pub fn mount(
     foreground: bool,
     raw_options: &str,
 ) -> Result<()> {
-    crate::volume::check_volume(volume)?;
+    crate::volume::check_volume(&crate::disk::Real, volume)?;
     if at.is_none() {
         refuse_if_mounted(volume)?;
     }
@@ -131,7 +131,7 @@ fn spawn_daemon(
         )
     };
     let log_path = volume.join(DAEMON_LOG);
-    let log = crate::files::options()
+    let log = crate::disk::real::options()
         .create(true)
         .append(true)
         .open(&log_path)

@@ -14,11 +14,10 @@
 //! 28 u64 time_ns   36 u16 label_len, label   then u16 requester_len, requester
 //! ```
 
+use crate::disk::{Disk, FileIo, OpenMode};
 use crate::error::{Result, io};
 use crate::format::codec::*;
 use crate::format::{Lsn, SyncInfo};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 pub const CATALOG_FILE: &str = "syncpoints";
@@ -106,38 +105,36 @@ pub fn decode_entries(bytes: &[u8]) -> (Vec<SyncPoint>, u64, Option<DecodeError>
 
 pub struct Catalog {
     path: PathBuf,
-    file: File,
+    file: Box<dyn FileIo>,
     len: u64,
     entries: Vec<SyncPoint>,
 }
 
 impl Catalog {
-    pub fn create(volume: &Path) -> Result<()> {
+    pub fn create(disk: &dyn Disk, volume: &Path) -> Result<()> {
         let path = volume.join(CATALOG_FILE);
-        crate::files::options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
+        disk.open(&path, OpenMode::CreateNew)
             .and_then(|f| f.sync_all())
             .map_err(io(format!("cannot create {}", path.display())))
     }
 
     /// Loads the catalog; with `repair`, cuts a torn last entry off the file.
-    pub fn open(volume: &Path, repair: bool) -> Result<Catalog> {
+    pub fn open(disk: &dyn Disk, volume: &Path, repair: bool) -> Result<Catalog> {
         let path = volume.join(CATALOG_FILE);
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
-        let mut file = crate::files::options()
-            .read(true)
-            .write(repair)
-            .open(&path)
-            .map_err(io(ctx("open")))?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(io(ctx("read")))?;
+        let mode = match repair {
+            true => OpenMode::ReadWrite,
+            false => OpenMode::Read,
+        };
+        let file = disk.open(&path, mode).map_err(io(ctx("open")))?;
+        let bytes = file.read_all().map_err(io(ctx("read")))?;
         let (entries, len, torn) = decode_entries(&bytes);
         if let Some(e) = torn {
             log::warn!("{}: cut torn entry at byte {len} ({e})", path.display());
             if repair {
-                file.set_len(len).map_err(io(ctx("truncate")))?;
+                file.set_len(len)
+                    .and_then(|_| file.sync_data())
+                    .map_err(io(ctx("truncate")))?;
             }
         }
         Ok(Catalog {
@@ -179,6 +176,7 @@ impl Catalog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::Real;
 
     fn sp(id: u64) -> SyncPoint {
         SyncPoint {
@@ -198,15 +196,15 @@ mod tests {
     #[test]
     fn append_reopen_and_cut_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
-        Catalog::create(dir.path()).unwrap();
-        let mut c = Catalog::open(dir.path(), true).unwrap();
+        Catalog::create(&Real, dir.path()).unwrap();
+        let mut c = Catalog::open(&Real, dir.path(), true).unwrap();
         c.append(&[sp(1), sp(2)]).unwrap();
         c.append(&[sp(3)]).unwrap();
         let path = dir.path().join(CATALOG_FILE);
         let full = std::fs::read(&path).unwrap();
         for cut in 0..full.len() {
             std::fs::write(&path, &full[..cut]).unwrap();
-            let c = Catalog::open(dir.path(), true).unwrap();
+            let c = Catalog::open(&Real, dir.path(), true).unwrap();
             let n = c.entries().len();
             assert_eq!(c.entries(), &[sp(1), sp(2), sp(3)][..n]);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), c.len);
@@ -216,17 +214,17 @@ mod tests {
     /// Opens the catalog with repair, appends `sp(99)`, reopens, and
     /// returns what the reopened catalog lists.
     fn repair_append_reopen(dir: &Path) -> Vec<SyncPoint> {
-        let mut c = Catalog::open(dir, true).unwrap();
+        let mut c = Catalog::open(&Real, dir, true).unwrap();
         c.append(&[sp(99)]).unwrap();
-        Catalog::open(dir, true).unwrap().entries().to_vec()
+        Catalog::open(&Real, dir, true).unwrap().entries().to_vec()
     }
 
     #[test]
     fn a_torn_entry_is_cut_at_its_start_so_later_entries_survive() {
         let dir = tempfile::tempdir().unwrap();
-        Catalog::create(dir.path()).unwrap();
+        Catalog::create(&Real, dir.path()).unwrap();
         let all = [sp(1), sp(2), sp(3), sp(4)];
-        let mut c = Catalog::open(dir.path(), true).unwrap();
+        let mut c = Catalog::open(&Real, dir.path(), true).unwrap();
         c.append(&all[..2]).unwrap();
         c.append(&all[2..]).unwrap();
         let path = dir.path().join(CATALOG_FILE);
@@ -251,8 +249,8 @@ mod tests {
     #[test]
     fn garbage_after_valid_entries_is_cut_so_later_entries_survive() {
         let dir = tempfile::tempdir().unwrap();
-        Catalog::create(dir.path()).unwrap();
-        let mut c = Catalog::open(dir.path(), true).unwrap();
+        Catalog::create(&Real, dir.path()).unwrap();
+        let mut c = Catalog::open(&Real, dir.path(), true).unwrap();
         c.append(&[sp(1), sp(2)]).unwrap();
         let path = dir.path().join(CATALOG_FILE);
         let valid = std::fs::read(&path).unwrap();

@@ -5,17 +5,18 @@
 //! records the volume's home (the directory's device, inode and path), so
 //! that a copy of the directory is recognised at its first open.
 
+use crate::disk::{Disk, FileIo, OpenMode};
 use crate::error::{Error, Result, io};
 use crate::format::Lsn;
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
 pub const LOCK_FILE: &str = "lock";
 
 pub struct VolumeLock {
-    file: File,
+    file: Box<dyn FileIo>,
     /// The `home` line of the directory the volume is opened in.
     home: String,
 }
@@ -30,13 +31,12 @@ pub struct Home {
 
 impl Home {
     /// The home of the directory `volume` (its path made canonical).
-    fn of(volume: &Path) -> std::io::Result<Home> {
-        use std::os::unix::fs::MetadataExt;
-        let meta = std::fs::metadata(volume)?;
+    fn of(disk: &dyn Disk, volume: &Path) -> std::io::Result<Home> {
+        let meta = disk.stat(volume, true)?;
         Ok(Home {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            path: std::fs::canonicalize(volume)?,
+            dev: meta.dev,
+            ino: meta.ino,
+            path: disk.canonicalize(volume)?,
         })
     }
 
@@ -59,8 +59,8 @@ impl Home {
     }
 
     /// Whether the directory recorded here still exists as itself.
-    pub fn still_there(&self) -> bool {
-        Home::of(&self.path).is_ok_and(|now| now.same_dir(self))
+    pub fn still_there(&self, disk: &dyn Disk) -> bool {
+        Home::of(disk, &self.path).is_ok_and(|now| now.same_dir(self))
     }
 }
 
@@ -82,37 +82,31 @@ fn host() -> String {
 impl VolumeLock {
     /// Takes the lock; returns it with what the lock file recorded.
     /// Nothing is written until [`VolumeLock::claim`].
-    pub fn acquire(volume: &Path) -> Result<(VolumeLock, Found)> {
+    pub fn acquire(disk: &dyn Disk, volume: &Path) -> Result<(VolumeLock, Found)> {
         let path = volume.join(LOCK_FILE);
         let ctx = |what: &str| format!("cannot {what} {}", path.display());
-        let mut file = crate::files::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let file = disk
+            .open(&path, OpenMode::Create)
             .map_err(io(ctx("open")))?;
-        // SAFETY: flock on a valid descriptor owned by `file`.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let holder = holder
-                    .lines()
-                    .next()
-                    .unwrap_or("another process")
-                    .to_string();
-                return Err(Error::Locked {
-                    path: volume.to_path_buf(),
-                    holder,
-                });
-            }
-            return Err(io(ctx("lock"))(err));
+        let read = |file: &dyn FileIo| {
+            let bytes = file.read_all()?;
+            Ok(String::from_utf8_lossy(&bytes).into_owned())
+        };
+        if !file.try_lock().map_err(io(ctx("lock")))? {
+            let holder = read(&*file).unwrap_or_default();
+            let holder = holder
+                .lines()
+                .next()
+                .unwrap_or("another process")
+                .to_string();
+            return Err(Error::Locked {
+                path: volume.to_path_buf(),
+                holder,
+            });
         }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io(ctx("read")))?;
-        let home = Home::of(volume).map_err(io(format!("cannot inspect {}", volume.display())))?;
+        let text = read(&*file).map_err(io(ctx("read")))?;
+        let home =
+            Home::of(disk, volume).map_err(io(format!("cannot inspect {}", volume.display())))?;
         let found = Found {
             clean: text.lines().find_map(parse_clean),
             last_home: text.lines().find_map(Home::parse),
@@ -126,24 +120,18 @@ impl VolumeLock {
     }
 
     /// Names this process as the holder, which also forgets the clean mark:
-    /// from here on, only a clean close makes the next open a clean one.
+    /// from here on, only a clean close makes the next open a clean one,
+    /// also after a power loss (so the forgetting is made durable).
     pub fn claim(&mut self) -> Result<()> {
         let me = format!("pid {} on {}\n{}", std::process::id(), host(), self.home);
-        self.rewrite(&me, false)
+        self.rewrite(&me)
     }
 
-    fn rewrite(&mut self, text: &str, durable: bool) -> Result<()> {
+    fn rewrite(&mut self, text: &str) -> Result<()> {
         self.file
             .set_len(0)
-            .and_then(|_| self.file.rewind())
-            .and_then(|_| self.file.write_all(text.as_bytes()))
-            .and_then(|_| {
-                if durable {
-                    self.file.sync_data()
-                } else {
-                    Ok(())
-                }
-            })
+            .and_then(|_| self.file.write_all_at(text.as_bytes(), 0))
+            .and_then(|_| self.file.sync_data())
             .map_err(io("cannot write the volume's lock file"))
     }
 
@@ -153,7 +141,7 @@ impl VolumeLock {
             "closed cleanly\nclean {} {}\n{}",
             end.seq, end.offset, self.home
         );
-        self.rewrite(&text, true)
+        self.rewrite(&text)
     }
 }
 
@@ -183,14 +171,18 @@ fn parse_clean(line: &str) -> Option<Lsn> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::disk::Real;
 
     #[test]
     fn second_holder_is_named_and_clean_end_is_remembered() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut lock, found) = VolumeLock::acquire(dir.path()).unwrap();
+        let (mut lock, found) = VolumeLock::acquire(&Real, dir.path()).unwrap();
         assert_eq!(found.clean, None);
         lock.claim().unwrap();
-        let err = VolumeLock::acquire(dir.path()).err().unwrap().to_string();
+        let err = VolumeLock::acquire(&Real, dir.path())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(
             err.contains(&format!("pid {}", std::process::id())),
             "{err}"
@@ -201,7 +193,7 @@ mod tests {
         };
         lock.mark_clean(end).unwrap();
         drop(lock);
-        let (_lock, found) = VolumeLock::acquire(dir.path()).unwrap();
+        let (_lock, found) = VolumeLock::acquire(&Real, dir.path()).unwrap();
         assert_eq!(found.clean, Some(end));
         assert_eq!(found.last_home, Some(found.home));
     }

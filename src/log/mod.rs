@@ -8,13 +8,13 @@ pub mod recovery;
 pub mod segment;
 pub mod writer;
 
+use crate::disk::{Disk, FileIo};
 use crate::error::{Error, Result, io};
 use crate::format::{Lsn, VolumeId};
 use crate::index::Index;
 use catalog::Catalog;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use reader::Segments;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -39,20 +39,20 @@ pub type FdatasyncHook = Arc<dyn Fn(SyncSite, u64) -> std::io::Result<()> + Send
 /// once per open file, so of two concurrent callers one could see the
 /// error and the other a false success.
 pub struct TailFile {
-    file: File,
+    file: Box<dyn FileIo>,
     seq: u64,
     sync: Mutex<()>,
 }
 
 impl std::ops::Deref for TailFile {
-    type Target = File;
-    fn deref(&self) -> &File {
-        &self.file
+    type Target = dyn FileIo;
+    fn deref(&self) -> &(dyn FileIo + 'static) {
+        &*self.file
     }
 }
 
 impl TailFile {
-    pub fn new(file: File, seq: u64) -> Self {
+    pub fn new(file: Box<dyn FileIo>, seq: u64) -> Self {
         TailFile {
             file,
             seq,
@@ -80,6 +80,8 @@ impl TailFile {
 
 /// State shared by the writer thread and every reader of the live volume.
 pub struct Shared {
+    /// Where the volume's files are.
+    pub disk: Arc<dyn Disk>,
     pub volume_id: VolumeId,
     pub seg_dir: PathBuf,
     pub block_size: u32,
@@ -122,6 +124,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Shared {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
+        disk: Arc<dyn Disk>,
         volume_id: VolumeId,
         seg_dir: PathBuf,
         block_size: u32,
@@ -136,6 +139,7 @@ impl Shared {
         free: Vec<PathBuf>,
     ) -> Self {
         Shared {
+            disk,
             volume_id,
             segments,
             seg_dir,

@@ -16,11 +16,11 @@
 use super::recovery::{SegmentRecords, segment_records};
 use super::segment;
 use crate::archive::Archive;
+use crate::disk::{Disk, FileIo};
 use crate::error::{Error, Result};
 use crate::format::record::RECORD_HEADER_LEN;
 use crate::format::{DecodeError, Lsn, RecordView, VolumeId};
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -29,10 +29,11 @@ use std::sync::{Arc, RwLock};
 const FIRST_READ: usize = 8192;
 
 pub struct Segments {
+    disk: Arc<dyn Disk>,
     dir: PathBuf,
     volume_id: VolumeId,
     segment_size: u64,
-    files: RwLock<HashMap<u64, Arc<File>>>,
+    files: RwLock<HashMap<u64, Arc<dyn FileIo>>>,
     archive: Arc<Archive>,
     /// Segments below this are no longer in primary storage.
     retired_below: AtomicU64,
@@ -50,6 +51,7 @@ pub struct Segments {
 
 impl Segments {
     pub fn new(
+        disk: Arc<dyn Disk>,
         dir: PathBuf,
         volume_id: VolumeId,
         segment_size: u64,
@@ -57,6 +59,7 @@ impl Segments {
         retired_below: u64,
     ) -> Self {
         Segments {
+            disk,
             dir,
             volume_id,
             segment_size,
@@ -75,7 +78,7 @@ impl Segments {
         self.tail.store(seq, Ordering::SeqCst);
         let files = self.files.read().unwrap_or_else(|p| p.into_inner());
         if let Some(f) = seq.checked_sub(1).and_then(|s| files.get(&s)) {
-            segment::advise_random(f, false);
+            f.advise_random(false);
         }
     }
 
@@ -91,14 +94,15 @@ impl Segments {
     }
 
     /// Whether the handle of segment `seq` still is the file of that name.
-    fn still_there(&self, seq: u64, file: &File) -> bool {
-        use std::os::unix::fs::MetadataExt;
+    fn still_there(&self, seq: u64, file: &dyn FileIo) -> bool {
         if !self.foreign {
             return true;
         }
-        let here = std::fs::metadata(segment::segment_path(&self.dir, seq));
-        match (here, file.metadata()) {
-            (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        let here = self
+            .disk
+            .stat(&segment::segment_path(&self.dir, seq), false);
+        match (here, file.identity()) {
+            (Ok(a), Ok(b)) => (a.dev, a.ino) == b,
             _ => false,
         }
     }
@@ -135,9 +139,9 @@ impl Segments {
         if self.in_primary(seq) {
             let _pin = self.pin.read().unwrap_or_else(|p| p.into_inner());
             if self.in_primary(seq) {
-                match segment_records(&self.dir, seq, self.volume_id) {
+                match segment_records(&*self.disk, &self.dir, seq, self.volume_id) {
                     Err(Error::SegmentMissing { .. }) => {}
-                    Ok((file, r)) if self.still_there(seq, &file) => return Ok(r),
+                    Ok((file, r)) if self.still_there(seq, &*file) => return Ok(r),
                     Ok(_) => self.gone(seq),
                     Err(e) if !self.foreign => return Err(e),
                     // Read while it was being recycled: the archive has it.
@@ -148,7 +152,7 @@ impl Segments {
         self.archive.segment_records(seq)
     }
 
-    fn file(&self, seq: u64) -> Result<Arc<File>> {
+    fn file(&self, seq: u64) -> Result<Arc<dyn FileIo>> {
         if let Some(f) = self
             .files
             .read()
@@ -157,9 +161,9 @@ impl Segments {
         {
             return Ok(f.clone());
         }
-        let file = Arc::new(segment::open_read(&self.dir, seq)?);
+        let file: Arc<dyn FileIo> = segment::open_read(&*self.disk, &self.dir, seq)?.into();
         if seq == self.tail.load(Ordering::SeqCst) {
-            segment::advise_random(&file, true);
+            file.advise_random(true);
         }
         let mut files = self.files.write().unwrap_or_else(|p| p.into_inner());
         Ok(files.entry(seq).or_insert(file).clone())
@@ -173,8 +177,8 @@ impl Segments {
                 match self.file(lsn.seq) {
                     Ok(file) => {
                         let len = len.min((self.segment_size - lsn.offset as u64) as usize);
-                        let buf = segment::read_vec_at(&file, lsn.seq, len, lsn.offset as u64)?;
-                        if self.still_there(lsn.seq, &file) {
+                        let buf = segment::read_vec_at(&*file, lsn.seq, len, lsn.offset as u64)?;
+                        if self.still_there(lsn.seq, &*file) {
                             return Ok(buf);
                         }
                         self.gone(lsn.seq);

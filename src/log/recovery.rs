@@ -10,10 +10,10 @@
 //! reads only primary storage; a view reads its whole window.
 
 use super::segment::{self, Scan};
+use crate::disk::{Disk, FileIo};
 use crate::error::{Error, Result};
 use crate::format::{DecodeError, Lsn, SegmentHeader, SummaryEntry, VolumeId};
 use crate::index::builder::{Builder, Built};
-use std::fs::File;
 use std::path::Path;
 
 /// One segment's records as the backward scan needs them.
@@ -27,10 +27,15 @@ pub struct SegmentRecords {
 
 /// Reads the record summaries of segment `seq`: from its summary when sealed,
 /// by a forward scan when not.
-pub fn segment_records(dir: &Path, seq: u64, volume: VolumeId) -> Result<(File, SegmentRecords)> {
-    let file = segment::open_read(dir, seq)?;
-    let (header, header_crc) = segment::read_header(&file, seq, volume, dir)?;
-    if let Some((footer, entries)) = segment::read_sealed(&file, &header)? {
+pub fn segment_records(
+    disk: &dyn Disk,
+    dir: &Path,
+    seq: u64,
+    volume: VolumeId,
+) -> Result<(Box<dyn FileIo>, SegmentRecords)> {
+    let file = segment::open_read(disk, dir, seq)?;
+    let (header, header_crc) = segment::read_header(&*file, seq, volume, dir)?;
+    if let Some((footer, entries)) = segment::read_sealed(&*file, &header)? {
         check_summary(&header, &footer, &entries)?;
         let records = SegmentRecords {
             header,
@@ -40,7 +45,7 @@ pub fn segment_records(dir: &Path, seq: u64, volume: VolumeId) -> Result<(File, 
         };
         return Ok((file, records));
     }
-    let mut scan = segment::scan_forward(&file, &header, header_crc)?;
+    let mut scan = segment::scan_forward(&*file, &header, header_crc)?;
     let entries = std::mem::take(&mut scan.entries);
     let records = SegmentRecords {
         header,

@@ -6,14 +6,13 @@
 //! Every segment file is exactly `segment_size` bytes, allocated when created,
 //! so appends never change a file's size.
 
+use crate::disk::{Disk, FileIo, Kind, OpenMode};
 use crate::error::{Error, Result, io};
 use crate::format::record::{FLAG_GROUP_END, RECORD_HEADER_LEN};
 use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{
     DecodeError, Footer, RecordHeader, RecordView, SegmentHeader, SummaryEntry, VolumeId,
 };
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// How much of a segment the forward scan reads at a time.
@@ -37,22 +36,19 @@ pub struct Listing {
     pub staging: Vec<PathBuf>,
 }
 
-pub fn list(dir: &Path) -> Result<Listing> {
+pub fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing> {
     let mut listing = Listing::default();
-    let entries = std::fs::read_dir(dir).map_err(io(format!("cannot list {}", dir.display())))?;
-    for entry in entries {
-        let entry = entry.map_err(io(format!("cannot list {}", dir.display())))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    let entries = disk
+        .list(dir)
+        .map_err(io(format!("cannot list {}", dir.display())))?;
+    for (name, kind) in entries {
+        let name = name.as_str();
         let ours = name.ends_with(".seg") || name.ends_with(".seg.tmp");
-        let kind = entry
-            .file_type()
-            .map_err(io(format!("cannot list {}", dir.display())))?;
-        if ours && !kind.is_file() {
+        if ours && kind != Kind::File {
             // A link planted among the segments would be written through.
             return Err(Error::Inconsistent(format!(
                 "{} is not a regular file; remove it (lsvfs never makes one)",
-                entry.path().display()
+                dir.join(name).display()
             )));
         }
         if let Some(n) = name
@@ -60,12 +56,12 @@ pub fn list(dir: &Path) -> Result<Listing> {
             .and_then(|n| n.strip_suffix(".seg"))
         {
             if n.parse::<u64>().is_ok() {
-                listing.free.push(entry.path());
+                listing.free.push(dir.join(name));
             }
         } else if let Some(seq) = name.strip_suffix(".seg").and_then(|n| n.parse().ok()) {
             listing.segments.push(seq);
         } else if name.ends_with(".seg.tmp") {
-            listing.staging.push(entry.path());
+            listing.staging.push(dir.join(name));
         }
     }
     listing.segments.sort_unstable();
@@ -73,31 +69,19 @@ pub fn list(dir: &Path) -> Result<Listing> {
     Ok(listing)
 }
 
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
+pub fn fsync_dir(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    disk.sync_dir(dir)
         .map_err(io(format!("cannot fsync directory {}", dir.display())))
-}
-
-/// Reserves the blocks of a new segment file so that a full disk shows up
-/// here, at creation, and not in the middle of an append.
-fn allocate(file: &File, len: u64) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: fallocate on a valid open descriptor; no memory is passed.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len as libc::off_t) };
-    if rc == 0 {
-        return Ok(());
-    }
-    let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EOPNOTSUPP) {
-        return file.set_len(len);
-    }
-    Err(err)
 }
 
 /// Makes segment `header.seq` durable with its header written, reusing a
 /// recycled file when one is given. Returns the open file (read-write).
-pub fn create(dir: &Path, header: &SegmentHeader, reuse: Option<&Path>) -> Result<File> {
+pub fn create(
+    disk: &dyn Disk,
+    dir: &Path,
+    header: &SegmentHeader,
+    reuse: Option<&Path>,
+) -> Result<Box<dyn FileIo>> {
     let final_path = segment_path(dir, header.seq);
     let (bytes, _) = header.encode();
     let staging = match reuse {
@@ -107,102 +91,60 @@ pub fn create(dir: &Path, header: &SegmentHeader, reuse: Option<&Path>) -> Resul
     let ctx = |what: &str| format!("cannot {what} segment file {}", staging.display());
     // A staging file left by a creation that failed (a full disk) is
     // reused; a symlink in its place fails to open (O_NOFOLLOW).
-    let file = crate::files::options()
-        .read(true)
-        .write(true)
-        .create(reuse.is_none())
-        .truncate(false)
-        .open(&staging)
-        .map_err(io(ctx("open")))?;
+    let mode = match reuse {
+        Some(_) => OpenMode::ReadWrite,
+        None => OpenMode::Create,
+    };
+    let file = disk.open(&staging, mode).map_err(io(ctx("open")))?;
     // A recycled file made by an older version may be readable by others.
-    crate::files::make_private(&file).map_err(io(ctx("chmod")))?;
+    file.make_private().map_err(io(ctx("chmod")))?;
     if reuse.is_none() {
-        allocate(&file, header.segment_size).map_err(io(ctx("allocate")))?;
+        // A full disk shows up here, at creation, not in an append.
+        file.allocate(header.segment_size)
+            .map_err(io(ctx("allocate")))?;
     }
     file.write_all_at(&bytes, 0)
         .map_err(io(ctx("write header of")))?;
     file.sync_all().map_err(io(ctx("fsync")))?;
-    std::fs::rename(&staging, &final_path).map_err(io(ctx("rename")))?;
-    fsync_dir(dir)?;
+    disk.rename(&staging, &final_path)
+        .map_err(io(ctx("rename")))?;
+    fsync_dir(disk, dir)?;
     Ok(file)
 }
 
 /// Moves a segment's primary file to the recycle pool; its bytes stay and
 /// are overwritten in place when the file is reused.
-pub fn recycle(dir: &Path, seq: u64) -> Result<PathBuf> {
+pub fn recycle(disk: &dyn Disk, dir: &Path, seq: u64) -> Result<PathBuf> {
     let from = segment_path(dir, seq);
     let to = free_path(dir, seq);
-    std::fs::rename(&from, &to).map_err(io(format!("cannot recycle {}", from.display())))?;
-    fsync_dir(dir)?;
+    disk.rename(&from, &to)
+        .map_err(io(format!("cannot recycle {}", from.display())))?;
+    fsync_dir(disk, dir)?;
     Ok(to)
 }
 
-pub fn open_read(dir: &Path, seq: u64) -> Result<File> {
+pub fn open_read(disk: &dyn Disk, dir: &Path, seq: u64) -> Result<Box<dyn FileIo>> {
     let path = segment_path(dir, seq);
-    let file = crate::files::options()
-        .read(true)
-        .open(&path)
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                Error::SegmentMissing { seq }
-            } else {
-                Error::Io {
-                    context: format!("cannot open {}", path.display()),
-                    source: e,
-                }
+    let file = disk.open(&path, OpenMode::Read).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Error::SegmentMissing { seq }
+        } else {
+            Error::Io {
+                context: format!("cannot open {}", path.display()),
+                source: e,
             }
-        })?;
+        }
+    })?;
     Ok(file)
 }
 
-/// Turns the kernel's read-ahead on a segment file off (`random`) or back on.
-pub fn advise_random(file: &File, random: bool) {
-    use std::os::fd::AsRawFd;
-    let advice = match random {
-        true => libc::POSIX_FADV_RANDOM,
-        false => libc::POSIX_FADV_NORMAL,
-    };
-    // SAFETY: posix_fadvise on a valid descriptor; no memory is passed.
-    unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, advice) };
+/// Reads exactly `len` bytes at `offset` into a new buffer.
+pub fn read_vec_at(file: &dyn FileIo, seq: u64, len: usize, offset: u64) -> Result<Vec<u8>> {
+    file.read_vec_at(len, offset)
+        .map_err(io(format!("cannot read segment {seq} at offset {offset}")))
 }
 
-/// Reads exactly `len` bytes at `offset` into a new buffer, without zeroing
-/// it first: data reads are large and hot, and a memset is a pass over
-/// memory as costly as the read's own copy.
-pub fn read_vec_at(file: &File, seq: u64, len: usize, offset: u64) -> Result<Vec<u8>> {
-    use std::os::fd::AsRawFd;
-    let ctx = || format!("cannot read segment {seq} at offset {offset}");
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let done = buf.len();
-        let spare = buf.spare_capacity_mut();
-        // SAFETY: pread writes at most `len - done` bytes, all within the
-        // spare capacity; only the bytes it reports written are then
-        // counted in the vector's length.
-        let n = unsafe {
-            libc::pread(
-                file.as_raw_fd(),
-                spare.as_mut_ptr().cast(),
-                len - done,
-                (offset + done as u64) as libc::off_t,
-            )
-        };
-        match n {
-            // SAFETY: pread initialised these `n` bytes (see above).
-            n if n > 0 => unsafe { buf.set_len(done + n as usize) },
-            0 => return Err(io(ctx())(std::io::ErrorKind::UnexpectedEof.into())),
-            _ => {
-                let e = std::io::Error::last_os_error();
-                if e.kind() != std::io::ErrorKind::Interrupted {
-                    return Err(io(ctx())(e));
-                }
-            }
-        }
-    }
-    Ok(buf)
-}
-
-pub fn read_exact_at(file: &File, seq: u64, buf: &mut [u8], offset: u64) -> Result<()> {
+pub fn read_exact_at(file: &dyn FileIo, seq: u64, buf: &mut [u8], offset: u64) -> Result<()> {
     file.read_exact_at(buf, offset)
         .map_err(io(format!("cannot read segment {seq} at offset {offset}")))
 }
@@ -218,7 +160,7 @@ fn corrupt(seq: u64, offset: u64, what: &'static str) -> impl FnOnce(DecodeError
 
 /// Reads and checks a segment's header: it must be segment `seq` of this volume.
 pub fn read_header(
-    file: &File,
+    file: &dyn FileIo,
     seq: u64,
     volume: VolumeId,
     dir: &Path,
@@ -248,7 +190,7 @@ pub fn read_header(
 /// segment was never sealed: `Ok(None)`. A valid footer whose summary fails
 /// its checksum is corruption.
 pub fn read_sealed(
-    file: &File,
+    file: &dyn FileIo,
     header: &SegmentHeader,
 ) -> Result<Option<(Footer, Vec<SummaryEntry>)>> {
     let seq = header.seq;
@@ -293,7 +235,7 @@ pub struct Scan {
 
 /// Reads a segment file in large chunks for the forward scan.
 struct ChunkReader<'a> {
-    file: &'a File,
+    file: &'a dyn FileIo,
     seq: u64,
     limit: u64,
     buf: Vec<u8>,
@@ -321,7 +263,7 @@ impl ChunkReader<'_> {
 /// Reads records from the start of a segment until the first one that is
 /// torn, fails its checksum or does not chain to its predecessor. Records
 /// of a group that never got its GROUP_END are not part of the log.
-pub fn scan_forward(file: &File, header: &SegmentHeader, header_crc: u32) -> Result<Scan> {
+pub fn scan_forward(file: &dyn FileIo, header: &SegmentHeader, header_crc: u32) -> Result<Scan> {
     let mut reader = ChunkReader {
         file,
         seq: header.seq,

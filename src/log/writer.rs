@@ -22,8 +22,6 @@ use crate::format::record::{FLAG_COPIED, FLAG_GROUP_END, RECORD_HEADER_LEN};
 use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{Footer, Lsn, Record, SegmentHeader, SummaryEntry, SyncInfo};
 use crossbeam_channel::{Receiver, Sender, bounded, never, select};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -36,7 +34,11 @@ const BATCH_MAX: usize = 256;
 /// A batch is written out once its buffer holds this many bytes; it may
 /// hold several requests, and one request may take it past this.
 const BATCH_BYTES_MAX: usize = 16 << 20;
-/// Bytes appended between two writeback hints.
+/// Bytes appended between two writeback hints: the writer asks the kernel
+/// to start writing what it appended without waiting, so the fdatasync that
+/// seals a full segment, or that a sync point or fsync asks for, finds most
+/// of it already written. Small writes are not hinted: the call costs more
+/// than it saves when an fdatasync follows at once.
 const WRITEBACK_CHUNK: u32 = 1 << 20;
 /// How often a writer waiting for space looks again without being woken.
 const SPACE_POLL: Duration = Duration::from_secs(1);
@@ -84,7 +86,7 @@ pub struct Tail {
     /// next segment could not be created yet (a full disk); the next group
     /// tries again.
     pub sealed: bool,
-    /// Offset up to which writeback was started (see `start_writeback`).
+    /// Offset up to which writeback was started (see [`WRITEBACK_CHUNK`]).
     pub hinted: u32,
 }
 
@@ -553,7 +555,8 @@ impl Writer {
             .map_err(io(format!("cannot write segment {seq} at offset {}", b.at)))?;
         let t = &mut self.tail;
         if t.pos - t.hinted >= WRITEBACK_CHUNK {
-            start_writeback(&t.file, t.hinted as u64, (t.pos - t.hinted) as u64);
+            t.file
+                .start_writeback(t.hinted as u64, (t.pos - t.hinted) as u64);
             t.hinted = t.pos;
         }
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
@@ -710,27 +713,6 @@ pub fn seal(shared: &Shared, tail: &mut Tail) -> Result<()> {
     Ok(())
 }
 
-/// Asks the kernel to start writing `len` bytes at `at` to disk now, without
-/// waiting: the fdatasync that seals a full segment, or that a sync point
-/// or fsync asks for, then finds most of them already written. Streaming
-/// writes are hinted every `WRITEBACK_CHUNK`; small writes are not, as the
-/// call costs more than it saves when an fdatasync follows at once.
-fn start_writeback(file: &File, at: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    // SAFETY: sync_file_range on a valid descriptor; no memory is passed.
-    let rc = unsafe {
-        libc::sync_file_range(
-            file.as_raw_fd(),
-            at as libc::off64_t,
-            len as libc::off64_t,
-            libc::SYNC_FILE_RANGE_WRITE,
-        )
-    };
-    if rc != 0 {
-        log::debug!("sync_file_range: {}", std::io::Error::last_os_error());
-    }
-}
-
 /// Creates segment `seq` (reusing a recycled file if any) as the new tail.
 pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail> {
     let header = SegmentHeader {
@@ -744,7 +726,7 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
         next_sync_id,
     };
     let reuse = lock(&shared.free).pop();
-    let file = match segment::create(&shared.seg_dir, &header, reuse.as_deref()) {
+    let file = match segment::create(&*shared.disk, &shared.seg_dir, &header, reuse.as_deref()) {
         Ok(file) => file,
         Err(e) => {
             if let Some(path) = reuse {

@@ -160,7 +160,7 @@ mod tests {
     #[test]
     fn local_directory_keeps_the_contract() {
         let dir = tempfile::tempdir().unwrap();
-        contract(&LocalDir::open(dir.path()).unwrap());
+        contract(&LocalDir::open(crate::disk::real(), dir.path()).unwrap());
     }
 
     #[test]
