@@ -87,8 +87,8 @@ fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     let object = lsvfs::format::archive::encode(&raw, &footer, &summary, 3, 1).unwrap();
     out.push(("archive", object));
     let dir = tempfile::tempdir().unwrap();
-    Catalog::create(dir.path()).unwrap();
-    let mut catalog = Catalog::open(dir.path(), true).unwrap();
+    Catalog::create(&lsvfs::disk::Real, dir.path()).unwrap();
+    let mut catalog = Catalog::open(&lsvfs::disk::Real, dir.path(), true).unwrap();
     let point = |id| SyncPoint {
         lsn: Lsn {
             seq: 3,

@@ -63,10 +63,15 @@ fn build() -> Built {
     let seq = v.durable().seq;
     v.crash();
     // Turn group start positions into group end positions.
-    let entries = segment_records(&vol.join("segments"), seq, policy.volume_id().unwrap())
-        .unwrap()
-        .1
-        .entries;
+    let entries = segment_records(
+        &lsvfs::disk::Real,
+        &vol.join("segments"),
+        seq,
+        policy.volume_id().unwrap(),
+    )
+    .unwrap()
+    .1
+    .entries;
     let ends: Vec<(u64, u32)> = groups
         .iter()
         .map(|&(ino, start)| {
@@ -315,8 +320,13 @@ fn a_damaged_record_in_a_sealed_segment_reads_as_eio() {
     fs.into_volume().close().unwrap();
     // The first file's first block, found in segment 1's summary.
     let key = [inos[0].to_le_bytes(), 0u64.to_le_bytes()].concat();
-    let (_, first) =
-        segment_records(&vol.join("segments"), 1, policy.volume_id().unwrap()).unwrap();
+    let (_, first) = segment_records(
+        &lsvfs::disk::Real,
+        &vol.join("segments"),
+        1,
+        policy.volume_id().unwrap(),
+    )
+    .unwrap();
     let entry = first
         .entries
         .iter()
