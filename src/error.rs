@@ -94,16 +94,3 @@ pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
     let context = context.into();
     move |source| Error::Io { context, source }
 }
-
-impl Error {
-    /// Whether this error means stored bytes are damaged.
-    pub fn is_corruption(&self) -> bool {
-        matches!(
-            self,
-            Error::Corrupt { .. }
-                | Error::ForeignSegment { .. }
-                | Error::DurableDamaged { .. }
-                | Error::Inconsistent(_)
-        )
-    }
-}

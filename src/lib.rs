@@ -20,6 +20,7 @@ pub mod log;
 pub mod policy;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod tree;
 pub mod view;

@@ -19,7 +19,8 @@
 use crate::error::{Error, Result};
 use crate::format::{Lsn, Record, RecordView};
 use crate::log::writer::{Reply, Request};
-use crate::log::{Shared, lock, segment};
+use crate::log::{Shared, segment};
+use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -29,7 +29,7 @@ impl FrameCache {
     }
 
     pub fn get(&self, key: FrameKey) -> Option<Arc<Vec<u8>>> {
-        let mut inner = crate::log::lock(&self.inner);
+        let mut inner = crate::sync::lock(&self.inner);
         inner.tick += 1;
         let tick = inner.tick;
         let (frame, used) = inner.frames.get_mut(&key)?;
@@ -39,7 +39,7 @@ impl FrameCache {
 
     /// Adds a frame, evicting the least recently used ones beyond the budget.
     pub fn insert(&self, key: FrameKey, frame: Arc<Vec<u8>>) {
-        let mut inner = crate::log::lock(&self.inner);
+        let mut inner = crate::sync::lock(&self.inner);
         inner.tick += 1;
         let tick = inner.tick;
         inner.bytes += frame.len() as u64;
@@ -59,8 +59,9 @@ impl FrameCache {
         }
     }
 
-    pub fn bytes(&self) -> u64 {
-        crate::log::lock(&self.inner).bytes
+    #[cfg(test)]
+    fn bytes(&self) -> u64 {
+        crate::sync::lock(&self.inner).bytes
     }
 }
 

@@ -9,9 +9,9 @@ mod cache;
 
 use crate::format::archive::{self as object, TAIL_LEN, Trailer};
 use crate::format::{DecodeError, Footer, SegmentHeader, SummaryEntry, VolumeId};
-use crate::log::lock;
 use crate::log::recovery::{SegmentRecords, check_summary};
 use crate::store::{BackingStore, StoreError};
+use crate::sync::lock;
 use cache::FrameCache;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -311,10 +311,5 @@ impl Archive {
             pos = start + to as u64;
         }
         Ok(out)
-    }
-
-    /// Bytes of decompressed frames held in the cache.
-    pub fn cached_bytes(&self) -> u64 {
-        self.cache.bytes()
     }
 }

@@ -6,8 +6,9 @@
 //! and discarded: the inode has no name and no handle, so nobody can read
 //! what they would have changed.
 
-use super::{Fs, lock};
+use super::Fs;
 use crate::format::InodeAttrs;
+use crate::sync::lock;
 use std::collections::{HashMap, VecDeque};
 
 /// Most deleted inodes remembered: FORGET removes them sooner, and an inode

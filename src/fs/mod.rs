@@ -22,6 +22,7 @@ use crate::format::record::NAME_MAX;
 use crate::format::{FileKind, InodeAttrs, Record, Timestamp};
 use crate::index::data_stride;
 use crate::log::writer::group_max;
+use crate::sync::lock;
 use crate::volume::{ROOT_INO, Volume};
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -164,10 +165,6 @@ fn check_name(name: &[u8]) -> FsResult<()> {
         return Err(FsError::Invalid("file name"));
     }
     Ok(())
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Fs {

@@ -12,6 +12,7 @@ use crate::disk::{Disk, FileIo};
 use crate::error::{Error, Result, io};
 use crate::format::{Lsn, VolumeId};
 use crate::index::Index;
+use crate::sync::lock;
 use catalog::Catalog;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use reader::Segments;
@@ -113,12 +114,6 @@ pub struct Shared {
     pub fdatasync_hook: Option<FdatasyncHook>,
     poison: Mutex<Option<String>>,
     durable: Mutex<Lsn>,
-}
-
-/// Locks a mutex, carrying on with the data if a panicking thread held it:
-/// every structure guarded here stays consistent between statements.
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Shared {

@@ -16,11 +16,12 @@
 //! because primary storage holds its limit of segments (back-pressure).
 
 use super::catalog::SyncPoint;
-use super::{Shared, SyncSite, TailFile, lock, segment};
+use super::{Shared, SyncSite, TailFile, segment};
 use crate::error::{Error, Result, io};
 use crate::format::record::{FLAG_COPIED, FLAG_GROUP_END, RECORD_HEADER_LEN};
 use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{Footer, Lsn, Record, SegmentHeader, SummaryEntry, SyncInfo};
+use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, bounded, never, select};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

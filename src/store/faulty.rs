@@ -43,7 +43,7 @@ impl<S: BackingStore> Faulty<S> {
 
     /// Every call waits this long first.
     pub fn set_latency(&self, d: Duration) {
-        *crate::log::lock(&self.latency) = d;
+        *crate::sync::lock(&self.latency) = d;
     }
 
     /// Calls made so far.
@@ -53,7 +53,7 @@ impl<S: BackingStore> Faulty<S> {
 
     fn enter(&self, op: &'static str, name: &str) -> Result<(), StoreError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        let latency = *crate::log::lock(&self.latency);
+        let latency = *crate::sync::lock(&self.latency);
         if !latency.is_zero() {
             std::thread::sleep(latency);
         }

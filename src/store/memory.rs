@@ -15,7 +15,7 @@ impl Memory {
     }
 
     fn object(&self, name: &str) -> Result<Arc<Vec<u8>>, StoreError> {
-        crate::log::lock(&self.objects)
+        crate::sync::lock(&self.objects)
             .get(name)
             .cloned()
             .ok_or_else(|| StoreError::NotFound {
@@ -28,7 +28,7 @@ impl Memory {
 impl BackingStore for Memory {
     fn put(&self, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
         check_name(name)?;
-        let mut objects = crate::log::lock(&self.objects);
+        let mut objects = crate::sync::lock(&self.objects);
         if objects.contains_key(name) {
             return Err(StoreError::Exists {
                 store: self.describe(),
@@ -52,14 +52,14 @@ impl BackingStore for Memory {
     }
 
     fn list(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        Ok(crate::log::lock(&self.objects)
+        Ok(crate::sync::lock(&self.objects)
             .iter()
             .map(|(n, b)| (n.clone(), b.len() as u64))
             .collect())
     }
 
     fn delete(&self, name: &str) -> Result<(), StoreError> {
-        crate::log::lock(&self.objects).remove(name);
+        crate::sync::lock(&self.objects).remove(name);
         Ok(())
     }
 
