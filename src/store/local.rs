@@ -145,13 +145,13 @@ impl BackingStore for LocalDir {
 
     fn list(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let mut out = Vec::new();
-        for (name, _) in self.disk.list(&self.dir).map_err(self.io("list", ""))? {
-            if check_name(&name).is_err() {
+        for (name, kind) in self.disk.list(&self.dir).map_err(self.io("list", ""))? {
+            // Objects are regular files; a link here is not one of ours.
+            if check_name(&name).is_err() || kind != Kind::File {
                 continue;
             }
-            match self.disk.stat(&self.dir.join(&name), true) {
-                Ok(m) if m.kind == Kind::File => out.push((name, m.len)),
-                Ok(_) => {}
+            match self.disk.stat(&self.dir.join(&name), false) {
+                Ok(m) => out.push((name, m.len)),
                 // Deleted between listing and stat.
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => return Err(self.io("list", &name)(e)),
