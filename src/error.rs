@@ -43,7 +43,7 @@ pub enum Error {
     Policy(#[from] PolicyError),
     /// The backing store failed, or an archived object is missing or damaged.
     #[error(transparent)]
-    Archive(#[from] crate::archive::ArchiveError),
+    Archive(#[from] crate::store::ArchiveError),
     #[error("volume {path} does not exist; create it with `lsvfs create {path}`")]
     NoVolume { path: PathBuf },
     #[error(

@@ -16,6 +16,7 @@ pub mod fuse;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod index;
+pub mod layout;
 pub mod log;
 pub mod policy;
 pub mod status;

@@ -8,16 +8,14 @@
 //! takes no lock, reads the catalog and the segments as they are, and goes
 //! to the archive for any segment recycled meanwhile.
 
-use crate::archive::{Archive, ArchiveError};
 use crate::error::{Error, Result};
 use crate::index::Index;
+use crate::layout;
 use crate::log::catalog::{Catalog, SyncPoint};
 use crate::log::reader::Segments;
 use crate::log::recovery::{Progress, build_backward};
 use crate::policy::Policy;
-use crate::store::LocalDir;
 use crate::tree::Tree;
-use crate::volume::SEGMENTS_DIR;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -120,25 +118,17 @@ impl View {
     /// `progress` is told how many segments of its window were read.
     pub fn open(dir: &Path, which: &Selector, progress: Progress) -> Result<View> {
         let disk = crate::disk::real();
-        crate::volume::check_volume(&*disk, dir)?;
+        layout::check_volume(&*disk, dir)?;
         let policy = Policy::load(&*disk, dir)?;
-        let volume_id = policy.volume_id()?;
         let points = Catalog::open(&*disk, dir, false)?.entries().to_vec();
         let point = which.resolve(&points)?;
-        let store = LocalDir::open(disk.clone(), &policy.backing_store_path(dir))
-            .map_err(ArchiveError::from)?;
-        let archive = Archive::open(
-            Arc::new(store),
-            volume_id,
-            policy.compression_level,
-            policy.cache_size,
-        );
+        let archive = layout::open_archive(&disk, dir, &policy, None)?;
         let segments = Segments::new(
             disk,
-            dir.join(SEGMENTS_DIR),
-            volume_id,
+            layout::segments_dir(dir),
+            policy.volume_id()?,
             policy.segment_size,
-            Arc::new(archive),
+            archive,
             0,
         )
         .shared_with_a_writer();

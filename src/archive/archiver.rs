@@ -16,10 +16,13 @@
 //! go on into the reserve and then wait (see the writer). Nothing is ever
 //! dropped.
 
+use crate::archive::Archive;
 use crate::error::{Error, Result};
 use crate::format::{Lsn, Record, RecordView};
+use crate::log::retired::RetiredSegments;
 use crate::log::writer::{Reply, Request};
 use crate::log::{Shared, segment};
+use crate::store::ArchiveError;
 use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use serde::Serialize;
@@ -73,6 +76,7 @@ pub struct Health {
 
 pub struct Archiver {
     shared: Arc<Shared>,
+    archive: Arc<Archive>,
     writer: Sender<Request>,
     space: Sender<()>,
     stop: Receiver<()>,
@@ -117,6 +121,7 @@ impl Archiver {
     /// `space` wakes a writer waiting for room.
     pub fn spawn(
         shared: Arc<Shared>,
+        archive: Arc<Archive>,
         writer: Sender<Request>,
         space: Sender<()>,
         working_set: u64,
@@ -131,6 +136,7 @@ impl Archiver {
         };
         let archiver = Archiver {
             shared,
+            archive,
             writer,
             space,
             stop,
@@ -152,14 +158,12 @@ impl Archiver {
     /// The oldest segment in primary, if primary holds more than the
     /// working set and it is sealed.
     fn due(&self) -> Option<u64> {
-        let oldest = self.shared.primary_oldest.load(Ordering::SeqCst);
-        let sealed = self.shared.sealed.load(Ordering::SeqCst);
-        let in_primary = (sealed + 2).saturating_sub(oldest);
-        (in_primary > self.working_set && oldest <= sealed).then_some(oldest)
+        let over = self.shared.segments_in_primary() > self.working_set;
+        self.shared.oldest_sealed().filter(|_| over)
     }
 
     fn run(self) {
-        let wake = self.shared.archiver_wake.1.clone();
+        let wake = self.shared.sealed_signal();
         loop {
             match self.due() {
                 Some(seq) => match self.retire_guarded(seq) {
@@ -208,10 +212,9 @@ impl Archiver {
 
     /// Retires segment `seq`. Returns false when the archiver must stop.
     fn retire(&self, seq: u64) -> Result<bool> {
-        let dir = &self.shared.seg_dir;
-        let disk = &*self.shared.disk;
+        let (dir, disk) = (self.shared.dir(), self.shared.disk());
         let file = segment::open_read(disk, dir, seq)?;
-        let (header, _) = segment::read_header(&*file, seq, self.shared.volume_id, dir)?;
+        let (header, _) = segment::read_header(&*file, seq, self.shared.volume_id(), dir)?;
         let Some((footer, entries)) = segment::read_sealed(&*file, &header)? else {
             return Err(Error::Corrupt {
                 seq,
@@ -226,14 +229,15 @@ impl Archiver {
         crate::log::recovery::check_summary(&header, &footer, &entries)?;
         let mut raw = vec![0u8; footer.records_end as usize];
         segment::read_exact_at(&*file, seq, &mut raw, 0)?;
-        let archive = self.shared.segments.archive().clone();
+        let archive = &self.archive;
 
         // Already stored (a crash came before recycling): its copies were
         // durable before it was stored. Only an object holding exactly these
         // bytes counts: one of another volume with the same id must not make
         // the archiver skip copying this segment's live records. Unknown
         // when the store cannot be read: copying again costs a read.
-        let stored = archive.contains(seq) && archive.holds_segment(seq, &raw).unwrap_or(false);
+        let stored = archive.contains(seq) == Some(true)
+            && archive.holds_segment(seq, &raw).unwrap_or(false);
         if !stored {
             let Some(copies) = self.copy_forward(seq, &raw, &entries)? else {
                 return Ok(false);
@@ -246,9 +250,7 @@ impl Archiver {
                 return Ok(false);
             }
         }
-        self.shared
-            .window_start
-            .fetch_max(seq + 1, Ordering::SeqCst);
+        self.shared.advance_window(seq);
         if self.halt(Step::CopiedDurable) {
             return Ok(false);
         }
@@ -264,7 +266,7 @@ impl Archiver {
                 let _ = archive.relist();
             }
             match archive.put_segment(seq, &raw, &footer, &summary) {
-                Err(e @ crate::archive::ArchiveError::Conflict { .. }) => {
+                Err(e @ ArchiveError::Conflict { .. }) => {
                     // Not a failure that time mends: stop archiving (the
                     // segment stays in primary; writes go on past the
                     // working set) and say so in the log and in status.
@@ -299,13 +301,8 @@ impl Archiver {
         // failed fdatasync nothing is known to be durable, so S stays.
         self.shared.check()?;
 
-        self.shared.segments.retire(seq);
         drop(file);
-        let free = segment::recycle(disk, dir, seq)?;
-        lock(&self.shared.free).push(free);
-        self.shared
-            .primary_oldest
-            .fetch_max(seq + 1, Ordering::SeqCst);
+        self.shared.recycle(seq)?;
         self.stats.retired.fetch_add(1, Ordering::Relaxed);
         let _ = self.space.try_send(());
         log::debug!("retired segment {seq}");
@@ -336,7 +333,7 @@ impl Archiver {
                 Record::decode_parts(view.header.kind, view.key, view.value).map_err(&corrupt)?;
             let current = self
                 .shared
-                .index
+                .index()
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .is_current(lsn, &record);
@@ -374,11 +371,11 @@ impl Archiver {
         match (&error, h.ok) {
             (Some(e), true) => log::warn!(
                 "backing store {} is failing ({e}); retrying with backoff, segments wait in primary storage",
-                self.shared.segments.archive().store().describe()
+                self.archive.store().describe()
             ),
             (None, false) => log::info!(
                 "backing store {} works again; archiving resumes",
-                self.shared.segments.archive().store().describe()
+                self.archive.store().describe()
             ),
             _ => {}
         }

@@ -10,58 +10,17 @@ mod cache;
 use crate::format::archive::{self as object, TAIL_LEN, Trailer};
 use crate::format::{DecodeError, Footer, SegmentHeader, SummaryEntry, VolumeId};
 use crate::log::recovery::{SegmentRecords, check_summary};
-use crate::store::{BackingStore, StoreError};
+use crate::log::retired::RetiredSegments;
+use crate::store::{ArchiveError, BackingStore, StoreError};
 use crate::sync::lock;
 use cache::FrameCache;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use thiserror::Error;
 
 /// Most threads that compress one segment.
 const COMPRESS_THREADS: usize = 4;
 /// Trailers kept in memory (each holds a segment's summary).
 const TRAILERS_MAX: usize = 256;
-
-#[derive(Debug, Error)]
-pub enum ArchiveError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("archived segment {seq} ({object} in {store}) is damaged: {source}")]
-    Damaged {
-        seq: u64,
-        object: String,
-        store: String,
-        source: DecodeError,
-    },
-    #[error(
-        "object {object} in {store} holds other bytes than segment {seq} of this volume: another volume with the same id (a copy of this volume's directory?) stores into it; refusing to replace it or to recycle the segment"
-    )]
-    Conflict {
-        seq: u64,
-        object: String,
-        store: String,
-    },
-    #[error("archived object {object} in {store} does not hold segment {seq} of this volume")]
-    Foreign {
-        seq: u64,
-        object: String,
-        store: String,
-    },
-    #[error(
-        "segment {seq} is neither in primary storage nor in the backing store {store} (object {object})"
-    )]
-    Lost {
-        seq: u64,
-        object: String,
-        store: String,
-    },
-    #[error("cannot compress segment {seq}: {source}")]
-    Compress { seq: u64, source: std::io::Error },
-    #[error(
-        "segment {seq} read back from {store} differs from what was written; the object is not trusted"
-    )]
-    Mismatch { seq: u64, store: String },
-}
 
 pub type Result<T> = std::result::Result<T, ArchiveError>;
 
@@ -130,12 +89,6 @@ impl Archive {
 
     pub fn store(&self) -> &dyn BackingStore {
         &*self.store
-    }
-
-    pub fn contains(&self, seq: u64) -> bool {
-        lock(&self.objects)
-            .as_ref()
-            .is_some_and(|o| o.contains_key(&seq))
     }
 
     /// Archived segments with their object sizes, ascending (empty until
@@ -263,7 +216,7 @@ impl Archive {
     }
 
     /// The records of archived segment `seq` as the backward scan needs them.
-    pub fn segment_records(&self, seq: u64) -> crate::error::Result<SegmentRecords> {
+    fn segment_records(&self, seq: u64) -> crate::error::Result<SegmentRecords> {
         let t = self.trailer(seq)?;
         let entries = SummaryEntry::decode_all(&t.summary).map_err(self.damaged(seq))?;
         check_summary(&t.header, &t.footer, &entries)?;
@@ -311,5 +264,34 @@ impl Archive {
             pos = start + to as u64;
         }
         Ok(out)
+    }
+}
+
+impl RetiredSegments for Archive {
+    fn records(&self, seq: u64) -> crate::error::Result<SegmentRecords> {
+        self.segment_records(seq)
+    }
+
+    fn read(&self, seq: u64, offset: u64, len: usize) -> crate::error::Result<Vec<u8>> {
+        Ok(Archive::read(self, seq, offset, len)?)
+    }
+
+    fn contains(&self, seq: u64) -> Option<bool> {
+        lock(&self.objects).as_ref().map(|o| o.contains_key(&seq))
+    }
+
+    fn newest(&self) -> Option<u64> {
+        lock(&self.objects)
+            .as_ref()
+            .and_then(|o| o.last_key_value().map(|(&s, _)| s))
+    }
+
+    fn lost(&self, seq: u64) -> crate::error::Error {
+        ArchiveError::Lost {
+            seq,
+            object: self.object_name(seq),
+            store: self.store.describe(),
+        }
+        .into()
     }
 }

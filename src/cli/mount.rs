@@ -31,7 +31,7 @@ pub fn mount(
     foreground: bool,
     raw_options: &str,
 ) -> Result<()> {
-    crate::volume::check_volume(&crate::disk::Real, volume)?;
+    crate::layout::check_volume(&crate::disk::Real, volume)?;
     if at.is_none() {
         refuse_if_mounted(volume)?;
     }

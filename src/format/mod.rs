@@ -15,6 +15,9 @@ pub use segment::{Footer, SegmentHeader, SummaryEntry};
 /// The format version written in every segment header.
 pub const FORMAT_VERSION: u16 = 1;
 
+/// Inode number of the root directory; numbers above it are handed out.
+pub const ROOT_INO: u64 = 1;
+
 /// A volume's identity, written in every segment header so that segments of
 /// two volumes can never be mixed up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod lock;
 pub mod reader;
 pub mod recovery;
+pub mod retired;
 pub mod segment;
 pub mod writer;
 
@@ -16,7 +17,9 @@ use crate::sync::lock;
 use catalog::Catalog;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use reader::Segments;
-use std::path::PathBuf;
+use recovery::Recovered;
+use retired::RetiredSegments;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -79,82 +82,172 @@ impl TailFile {
     }
 }
 
-/// State shared by the writer thread and every reader of the live volume.
-pub struct Shared {
+/// Where a log's segments are and their fixed shape.
+pub struct LogConfig {
     /// Where the volume's files are.
     pub disk: Arc<dyn Disk>,
+    /// The segments directory.
+    pub dir: PathBuf,
     pub volume_id: VolumeId,
-    pub seg_dir: PathBuf,
     pub block_size: u32,
     pub segment_size: u64,
-    pub index: RwLock<Index>,
-    pub segments: Arc<Segments>,
-    pub catalog: Mutex<Catalog>,
-    /// The next inode number to hand out; inode numbers are never reused.
-    pub next_ino: AtomicU64,
-    /// The oldest segment that may still hold a live record.
-    pub window_start: AtomicU64,
-    /// The oldest segment whose file is in primary storage.
-    pub primary_oldest: AtomicU64,
-    /// The newest sealed segment (0 if none): the archiver's horizon.
-    pub sealed: AtomicU64,
-    /// Whether user writes are waiting for the archiver to make room.
-    pub waiting: AtomicBool,
-    /// Record bytes appended for users and copied forward by the archiver,
-    /// since the volume was opened: their ratio is the write amplification.
-    pub user_bytes: AtomicU64,
-    pub copied_bytes: AtomicU64,
     /// Most segment bytes the live records may take (the capacity rule).
     pub capacity_bytes: u64,
-    /// The writer wakes the archiver through this when it sealed a segment.
-    pub archiver_wake: (Sender<()>, Receiver<()>),
-    /// Recycled segment files waiting to be reused.
-    pub free: Mutex<Vec<PathBuf>>,
     /// Tests: replaces fdatasync of tail segments.
     pub fdatasync_hook: Option<FdatasyncHook>,
+}
+
+/// State shared by the writer thread and every reader of the live volume.
+/// The working set moves only through its methods: the writer seals and
+/// opens segments, the archiver advances the window and recycles.
+pub struct Shared {
+    disk: Arc<dyn Disk>,
+    volume_id: VolumeId,
+    seg_dir: PathBuf,
+    block_size: u32,
+    segment_size: u64,
+    index: RwLock<Index>,
+    segments: Arc<Segments>,
+    catalog: Mutex<Catalog>,
+    /// The next inode number to hand out; inode numbers are never reused.
+    next_ino: AtomicU64,
+    /// The oldest segment that may still hold a live record.
+    window_start: AtomicU64,
+    /// The oldest segment whose file is in primary storage.
+    primary_oldest: AtomicU64,
+    /// The newest sealed segment (0 if none): the archiver's horizon.
+    sealed: AtomicU64,
+    /// Whether user writes are waiting for the archiver to make room.
+    waiting: AtomicBool,
+    /// Record bytes appended for users and copied forward by the archiver,
+    /// since the volume was opened: their ratio is the write amplification.
+    user_bytes: AtomicU64,
+    copied_bytes: AtomicU64,
+    capacity_bytes: u64,
+    /// The writer wakes the archiver through this when it sealed a segment.
+    archiver_wake: (Sender<()>, Receiver<()>),
+    /// Recycled segment files waiting to be reused.
+    free: Mutex<Vec<PathBuf>>,
+    fdatasync_hook: Option<FdatasyncHook>,
     poison: Mutex<Option<String>>,
     durable: Mutex<Lsn>,
 }
 
+/// Write amplification's two parts, since the volume was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Appended {
+    pub user_bytes: u64,
+    pub copied_bytes: u64,
+}
+
 impl Shared {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        disk: Arc<dyn Disk>,
-        volume_id: VolumeId,
-        seg_dir: PathBuf,
-        block_size: u32,
-        segment_size: u64,
+    fn new(
+        config: LogConfig,
         segments: Arc<Segments>,
-        index: Index,
         catalog: Catalog,
-        next_ino: u64,
-        window_start: u64,
-        primary_oldest: u64,
-        capacity_bytes: u64,
-        free: Vec<PathBuf>,
+        recovered: &mut Recovered,
     ) -> Self {
+        let index = std::mem::replace(&mut recovered.index, Index::new(config.block_size));
         Shared {
-            disk,
-            volume_id,
+            disk: config.disk,
+            volume_id: config.volume_id,
             segments,
-            seg_dir,
-            block_size,
-            segment_size,
+            seg_dir: config.dir,
+            block_size: config.block_size,
+            segment_size: config.segment_size,
             index: RwLock::new(index),
             catalog: Mutex::new(catalog),
-            next_ino: AtomicU64::new(next_ino),
-            window_start: AtomicU64::new(window_start),
-            primary_oldest: AtomicU64::new(primary_oldest),
+            next_ino: AtomicU64::new(recovered.next_ino),
+            window_start: AtomicU64::new(recovered.window_start),
+            primary_oldest: AtomicU64::new(recovered.primary_oldest),
             sealed: AtomicU64::new(0),
             waiting: AtomicBool::new(false),
             user_bytes: AtomicU64::new(0),
             copied_bytes: AtomicU64::new(0),
             archiver_wake: bounded(1),
-            capacity_bytes,
-            free: Mutex::new(free),
-            fdatasync_hook: None,
+            capacity_bytes: config.capacity_bytes,
+            free: Mutex::new(std::mem::take(&mut recovered.free)),
+            fdatasync_hook: config.fdatasync_hook,
             poison: Mutex::new(None),
             durable: Mutex::new(Lsn { seq: 0, offset: 0 }),
+        }
+    }
+
+    pub fn disk(&self) -> &dyn Disk {
+        &*self.disk
+    }
+
+    /// The segments directory.
+    pub fn dir(&self) -> &Path {
+        &self.seg_dir
+    }
+
+    pub fn volume_id(&self) -> VolumeId {
+        self.volume_id
+    }
+
+    pub fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    /// The live index.
+    pub fn index(&self) -> &RwLock<Index> {
+        &self.index
+    }
+
+    /// Reads records by position, from primary storage or retired.
+    pub fn segments(&self) -> &Arc<Segments> {
+        &self.segments
+    }
+
+    pub fn catalog(&self) -> &Mutex<Catalog> {
+        &self.catalog
+    }
+
+    /// Woken when the writer sealed a segment.
+    pub fn sealed_signal(&self) -> Receiver<()> {
+        self.archiver_wake.1.clone()
+    }
+
+    /// Segment files in primary storage (sealed and open).
+    pub fn segments_in_primary(&self) -> u64 {
+        let oldest = self.primary_oldest.load(Ordering::SeqCst);
+        (self.sealed.load(Ordering::SeqCst) + 2).saturating_sub(oldest)
+    }
+
+    /// The oldest segment in primary storage, if it is sealed (so it may
+    /// be retired).
+    pub fn oldest_sealed(&self) -> Option<u64> {
+        let oldest = self.primary_oldest.load(Ordering::SeqCst);
+        (oldest <= self.sealed.load(Ordering::SeqCst)).then_some(oldest)
+    }
+
+    /// Segment `seq` holds no live record any more (its live records were
+    /// copied forward and are durable): the window starts after it.
+    pub fn advance_window(&self, seq: u64) {
+        self.window_start.fetch_max(seq + 1, Ordering::SeqCst);
+    }
+
+    /// Takes segment `seq`, stored in the backing store, out of primary
+    /// storage: reads go to the retired copy from now on, and its file is
+    /// recycled for a later segment.
+    pub fn recycle(&self, seq: u64) -> Result<()> {
+        self.segments.retire(seq);
+        let free = segment::recycle(&*self.disk, &self.seg_dir, seq)?;
+        lock(&self.free).push(free);
+        self.primary_oldest.fetch_max(seq + 1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Whether user writes wait for the archiver to make room.
+    pub fn writes_blocked(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst)
+    }
+
+    pub fn appended(&self) -> Appended {
+        Appended {
+            user_bytes: self.user_bytes.load(Ordering::Relaxed),
+            copied_bytes: self.copied_bytes.load(Ordering::Relaxed),
         }
     }
 
@@ -190,4 +283,40 @@ impl Shared {
     pub fn allocate_ino(&self) -> u64 {
         self.next_ino.fetch_add(1, Ordering::SeqCst)
     }
+}
+
+/// Starts the log where recovery left it: the shared state, and the tail
+/// the writer appends to. A tail cut at a torn record is sealed where the
+/// valid log ends and appending goes on in a new segment: appending after
+/// the cut in place could make the stale records behind it valid again
+/// (the chain of CRCs would accept them if the first new record came out
+/// byte for byte as the torn one; copy-forward and orphan deletion
+/// re-encode deterministically).
+pub fn resume(
+    config: LogConfig,
+    retired: Arc<dyn RetiredSegments>,
+    catalog: Catalog,
+    mut recovered: Recovered,
+) -> Result<(Arc<Shared>, writer::Tail)> {
+    let segments = Arc::new(Segments::new(
+        config.disk.clone(),
+        config.dir.clone(),
+        config.volume_id,
+        config.segment_size,
+        retired,
+        recovered.primary_oldest,
+    ));
+    let shared = Arc::new(Shared::new(config, segments, catalog, &mut recovered));
+    let next_sync_id = recovered.next_sync_id;
+    let tail = match recovered.tail {
+        Some(mut t) if recovered.cut => {
+            writer::seal(&shared, &mut t)?;
+            writer::open_segment(&shared, t.header.seq + 1, next_sync_id)?
+        }
+        Some(t) => t,
+        None => writer::open_segment(&shared, recovered.next_seq, next_sync_id)?,
+    };
+    shared.sealed.store(tail.header.seq - 1, Ordering::SeqCst);
+    shared.segments.set_tail(tail.header.seq);
+    Ok((shared, tail))
 }

@@ -2,7 +2,8 @@
 //!
 //! Keeps one read-only handle per segment, opened on first use. Reads go to
 //! the page cache or the disk directly; segments retired from primary
-//! storage are read from the archive (through its verified frame cache).
+//! storage are read through [`RetiredSegments`] (the archive, with its
+//! verified frame cache).
 //! Every record is checksummed and its key compared with what the caller
 //! expects before any byte is handed out.
 //!
@@ -14,8 +15,8 @@
 //! holds the same bytes.
 
 use super::recovery::{SegmentRecords, segment_records};
+use super::retired::RetiredSegments;
 use super::segment;
-use crate::archive::Archive;
 use crate::disk::{Disk, FileIo};
 use crate::error::{Error, Result};
 use crate::format::record::RECORD_HEADER_LEN;
@@ -34,7 +35,7 @@ pub struct Segments {
     volume_id: VolumeId,
     segment_size: u64,
     files: RwLock<HashMap<u64, Arc<dyn FileIo>>>,
-    archive: Arc<Archive>,
+    retired: Arc<dyn RetiredSegments>,
     /// Segments below this are no longer in primary storage.
     retired_below: AtomicU64,
     pin: RwLock<()>,
@@ -55,7 +56,7 @@ impl Segments {
         dir: PathBuf,
         volume_id: VolumeId,
         segment_size: u64,
-        archive: Arc<Archive>,
+        retired: Arc<dyn RetiredSegments>,
         retired_below: u64,
     ) -> Self {
         Segments {
@@ -64,7 +65,7 @@ impl Segments {
             volume_id,
             segment_size,
             files: RwLock::new(HashMap::new()),
-            archive,
+            retired,
             retired_below: AtomicU64::new(retired_below),
             pin: RwLock::new(()),
             foreign: false,
@@ -107,10 +108,6 @@ impl Segments {
         }
     }
 
-    pub fn archive(&self) -> &Arc<Archive> {
-        &self.archive
-    }
-
     fn in_primary(&self, seq: u64) -> bool {
         seq >= self.retired_below.load(Ordering::SeqCst)
     }
@@ -149,7 +146,7 @@ impl Segments {
                 }
             }
         }
-        self.archive.segment_records(seq)
+        self.retired.records(seq)
     }
 
     fn file(&self, seq: u64) -> Result<Arc<dyn FileIo>> {
@@ -188,7 +185,7 @@ impl Segments {
                 }
             }
         }
-        Ok(self.archive.read(lsn.seq, lsn.offset as u64, len)?)
+        self.retired.read(lsn.seq, lsn.offset as u64, len)
     }
 
     /// Reads the whole record at `lsn` and verifies its checksum.

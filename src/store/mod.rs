@@ -9,15 +9,15 @@
 //! ListObjectsV2 (paginated, under a prefix), `delete` to DELETE (which
 //! succeeds for a missing key). Object names are short and flat.
 
+mod error;
 mod faulty;
 mod local;
 mod memory;
 
+pub use error::{ArchiveError, StoreError};
 pub use faulty::Faulty;
 pub use local::LocalDir;
 pub use memory::Memory;
-
-use thiserror::Error;
 
 pub trait BackingStore: Send + Sync + 'static {
     /// Stores `bytes` under `name`, durably and atomically: once this
@@ -36,39 +36,6 @@ pub trait BackingStore: Send + Sync + 'static {
     fn delete(&self, name: &str) -> Result<(), StoreError>;
     /// Where the store is, for messages: a path or a URL.
     fn describe(&self) -> String;
-}
-
-#[derive(Debug, Error)]
-pub enum StoreError {
-    #[error("object {name} is not in the backing store {store}")]
-    NotFound { store: String, name: String },
-    #[error(
-        "object {name} in {store} has {size} bytes; cannot read {len} bytes at offset {offset}"
-    )]
-    Range {
-        store: String,
-        name: String,
-        offset: u64,
-        len: u64,
-        size: u64,
-    },
-    #[error("invalid object name {0:?}")]
-    InvalidName(String),
-    #[error("object {name} already exists in the backing store {store}")]
-    Exists { store: String, name: String },
-    #[error("cannot {op} {name} in backing store {store}: {source}")]
-    Io {
-        store: String,
-        op: &'static str,
-        name: String,
-        source: std::io::Error,
-    },
-}
-
-impl StoreError {
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, StoreError::NotFound { .. })
-    }
 }
 
 /// Object names: 1 to 200 of `[A-Za-z0-9._-]`, not starting with a dot.

@@ -1,0 +1,197 @@
+//! A volume's files on disk: the directory layout, creating a volume with
+//! durable writes, the checks every opener makes (is this a volume, are its
+//! directories private, is it a copy of another), and opening its archive
+//! and log from the policy. Shared by the live volume and by views.
+//!
+//! ```text
+//! VOLUME/lsvfs.toml   policy          VOLUME/lock        holder, clean-close mark
+//! VOLUME/syncpoints   catalog         VOLUME/segments/   segment files
+//! VOLUME/archive/     default backing store
+//! ```
+//! The policy file's name is [`POLICY_FILE`], the lock's
+//! [`crate::log::lock::LOCK_FILE`], the catalog's
+//! [`crate::log::catalog::CATALOG_FILE`].
+
+use crate::archive::Archive;
+use crate::disk::{Disk, OpenMode};
+use crate::error::{Error, Result, io};
+use crate::log::catalog::Catalog;
+use crate::log::lock::Found;
+use crate::log::{FdatasyncHook, LogConfig, segment};
+use crate::policy::{POLICY_FILE, Policy};
+use crate::store::{ArchiveError, BackingStore, LocalDir};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub const SEGMENTS_DIR: &str = "segments";
+
+/// The segments directory of the volume in `dir`.
+pub fn segments_dir(dir: &Path) -> PathBuf {
+    dir.join(SEGMENTS_DIR)
+}
+
+/// Whether `dir` holds a volume: an error saying what to do when not.
+pub fn check_volume(disk: &dyn Disk, dir: &Path) -> Result<()> {
+    if disk.exists(&dir.join(POLICY_FILE)) {
+        return Ok(());
+    }
+    let path = dir.to_path_buf();
+    Err(if disk.exists(dir) {
+        Error::NotAVolume { path }
+    } else {
+        Error::NoVolume { path }
+    })
+}
+
+/// Creates a volume in `dir` on `disk`; `dir` must be absent or empty.
+pub fn create(disk: &dyn Disk, dir: &Path, policy: &Policy) -> Result<()> {
+    policy.validate()?;
+    if disk.exists(&dir.join(POLICY_FILE)) {
+        return Err(Error::AlreadyAVolume {
+            path: dir.to_path_buf(),
+        });
+    }
+    match disk.list(dir) {
+        Ok(entries) if entries.is_empty() => {}
+        Ok(_) => {
+            return Err(Error::NotEmpty {
+                path: dir.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dirs(disk, dir)?,
+        Err(e) => return Err(io(format!("cannot read {}", dir.display()))(e)),
+    }
+    create_dirs(disk, &segments_dir(dir))?;
+    create_dirs(disk, &policy.backing_store_path(dir))?;
+    Catalog::create(disk, dir)?;
+    // The policy file goes last: its presence is what makes a volume.
+    write_durably(disk, &dir.join(POLICY_FILE), policy.to_toml().as_bytes())?;
+    segment::fsync_dir(disk, dir)
+}
+
+fn write_durably(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let ctx = format!("cannot write {}", path.display());
+    let file = disk
+        .open(&tmp, OpenMode::CreateNew)
+        .map_err(io(ctx.clone()))?;
+    file.write_all_at(bytes, 0)
+        .and_then(|_| file.sync_all())
+        .and_then(|_| disk.rename(&tmp, path))
+        .map_err(io(ctx))
+}
+
+/// Creates directory `path` and its missing parents durably: each new
+/// entry is fsynced in its parent (else a power loss could take it).
+fn create_dirs(disk: &dyn Disk, path: &Path) -> Result<()> {
+    let missing: Vec<&Path> = path.ancestors().take_while(|a| !disk.exists(a)).collect();
+    disk.create_dir_all(path)
+        .map_err(io(format!("cannot create {}", path.display())))?;
+    for new in missing.iter().rev() {
+        if let Some(parent) = new.parent() {
+            segment::fsync_dir(disk, parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a volume whose directories another user could change, and
+/// closes its segments directory to others (volumes made before lsvfs did
+/// so had 0755: the segments hold every user's data). The volume and store
+/// directories are where the user put them (a symlink there is theirs);
+/// `segments/` is lsvfs's own. `own_store`: the store is the policy's
+/// local directory.
+pub fn check_private(disk: &dyn Disk, dir: &Path, policy: &Policy, own_store: bool) -> Result<()> {
+    let seg_dir = segments_dir(dir);
+    let mut private = vec![(dir.to_path_buf(), true), (seg_dir.clone(), false)];
+    if own_store {
+        private.push((policy.backing_store_path(dir), true));
+    }
+    for (path, follow) in &private {
+        check_private_dir(disk, path, *follow)?;
+    }
+    crate::disk::make_dir_private(disk, &seg_dir)
+        .map_err(io(format!("cannot make {} private", seg_dir.display())))
+}
+
+/// Refuses a directory of the volume that another user could change: one
+/// could plant a link there that an open as root would write through.
+fn check_private_dir(disk: &dyn Disk, path: &Path, follow: bool) -> Result<()> {
+    let why = match crate::disk::unsafe_dir(disk, path, follow) {
+        // Missing: whatever opens it next says so in its own words.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        other => other.map_err(io(format!("cannot inspect {}", path.display())))?,
+    };
+    match why {
+        Some(why) => Err(Error::UnsafeDir {
+            path: path.to_path_buf(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a volume directory that is a copy of one that still exists: the
+/// lock file names a home (device, inode, path) that is not this directory,
+/// and that directory is still there holding a volume of the same id. Two
+/// volumes with one id would store into the same objects of a shared store.
+/// A volume that was moved (its old home is gone) opens, and its new home
+/// is recorded.
+pub fn check_not_a_copy(disk: &dyn Disk, found: &Found, policy: &Policy) -> Result<()> {
+    let Some(last) = &found.last_home else {
+        return Ok(());
+    };
+    if last.same_dir(&found.home) || !last.still_there(disk) {
+        return Ok(());
+    }
+    let same_id = Policy::load(disk, &last.path).is_ok_and(|p| p.volume_id == policy.volume_id);
+    if !same_id {
+        return Ok(());
+    }
+    Err(Error::CopiedVolume {
+        path: found.home.path.clone(),
+        original: last.path.clone(),
+        id: policy.volume_id.clone(),
+    })
+}
+
+/// The archive of the volume in `dir`: in `store` if given, else in the
+/// local directory its policy names. Not yet listed.
+pub fn open_archive(
+    disk: &Arc<dyn Disk>,
+    dir: &Path,
+    policy: &Policy,
+    store: Option<Arc<dyn BackingStore>>,
+) -> Result<Arc<Archive>> {
+    let store = match store {
+        Some(s) => s,
+        None => Arc::new(
+            LocalDir::open(disk.clone(), &policy.backing_store_path(dir))
+                .map_err(ArchiveError::from)?,
+        ),
+    };
+    Ok(Arc::new(Archive::open(
+        store,
+        policy.volume_id()?,
+        policy.compression_level,
+        policy.cache_size,
+    )))
+}
+
+/// Where the log of the volume in `dir` is and its shape, from the policy.
+pub fn log_config(
+    disk: Arc<dyn Disk>,
+    dir: &Path,
+    policy: &Policy,
+    fdatasync_hook: Option<FdatasyncHook>,
+) -> Result<LogConfig> {
+    Ok(LogConfig {
+        disk,
+        dir: segments_dir(dir),
+        volume_id: policy.volume_id()?,
+        block_size: policy.block_size as u32,
+        segment_size: policy.segment_size,
+        capacity_bytes: policy.capacity_bytes(),
+        fdatasync_hook,
+    })
+}
