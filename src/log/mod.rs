@@ -5,12 +5,15 @@ pub mod catalog;
 pub mod lock;
 pub mod reader;
 pub mod recovery;
+mod replies;
 pub mod retired;
 pub mod segment;
+mod syncer;
+pub mod tail;
 pub mod writer;
 
-use crate::disk::{Disk, FileIo};
-use crate::error::{Error, Result, io};
+use crate::disk::Disk;
+use crate::error::{Error, Result};
 use crate::format::{Lsn, VolumeId};
 use crate::index::Index;
 use crate::sync::lock;
@@ -36,51 +39,6 @@ pub enum SyncSite {
 /// the writeback errors a real disk gives at its own moments.
 #[doc(hidden)]
 pub type FdatasyncHook = Arc<dyn Fn(SyncSite, u64) -> std::io::Result<()> + Send + Sync>;
-
-/// The segment being appended to, shared by the writer (which seals it)
-/// and the syncer (which makes batches durable). Their fdatasyncs are
-/// serialised with their error handling: Linux reports a writeback error
-/// once per open file, so of two concurrent callers one could see the
-/// error and the other a false success.
-pub struct TailFile {
-    file: Box<dyn FileIo>,
-    seq: u64,
-    sync: Mutex<()>,
-}
-
-impl std::ops::Deref for TailFile {
-    type Target = dyn FileIo;
-    fn deref(&self) -> &(dyn FileIo + 'static) {
-        &*self.file
-    }
-}
-
-impl TailFile {
-    pub fn new(file: Box<dyn FileIo>, seq: u64) -> Self {
-        TailFile {
-            file,
-            seq,
-            sync: Mutex::new(()),
-        }
-    }
-
-    /// fdatasync, refused once the volume is poisoned, and poisoning it on
-    /// failure before anyone else may fdatasync this file: a success after
-    /// an error someone else took proves nothing.
-    pub fn sync_data(&self, shared: &Shared, site: SyncSite) -> Result<()> {
-        let _serial = lock(&self.sync);
-        shared.check()?;
-        let done = match &shared.fdatasync_hook {
-            Some(hook) => hook(site, self.seq),
-            None => self.file.sync_data(),
-        };
-        if let Err(e) = done.map_err(io(format!("cannot fsync segment {}", self.seq))) {
-            shared.poison(&e);
-            return Err(e);
-        }
-        Ok(())
-    }
-}
 
 /// Where a log's segments are and their fixed shape.
 pub struct LogConfig {
@@ -297,7 +255,7 @@ pub fn resume(
     retired: Arc<dyn RetiredSegments>,
     catalog: Catalog,
     mut recovered: Recovered,
-) -> Result<(Arc<Shared>, writer::Tail)> {
+) -> Result<(Arc<Shared>, tail::Tail)> {
     let segments = Arc::new(Segments::new(
         config.disk.clone(),
         config.dir.clone(),
@@ -310,11 +268,11 @@ pub fn resume(
     let next_sync_id = recovered.next_sync_id;
     let tail = match recovered.tail {
         Some(mut t) if recovered.cut => {
-            writer::seal(&shared, &mut t)?;
-            writer::open_segment(&shared, t.header.seq + 1, next_sync_id)?
+            tail::seal(&shared, &mut t)?;
+            tail::open_segment(&shared, t.header.seq + 1, next_sync_id)?
         }
         Some(t) => t,
-        None => writer::open_segment(&shared, recovered.next_seq, next_sync_id)?,
+        None => tail::open_segment(&shared, recovered.next_seq, next_sync_id)?,
     };
     shared.sealed.store(tail.header.seq - 1, Ordering::SeqCst);
     shared.segments.set_tail(tail.header.seq);

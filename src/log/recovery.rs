@@ -16,11 +16,11 @@
 //! lacks) and changes nothing on disk, so a refused open changes nothing
 //! and tests can check the value without starting any thread.
 
+use super::LogConfig;
 use super::catalog::{Catalog, SyncPoint};
 use super::retired::RetiredSegments;
 use super::segment::{self, Listing, Scan};
-use super::writer::Tail;
-use super::{LogConfig, TailFile};
+use super::tail::{Tail, TailFile};
 use crate::disk::{Disk, FileIo, OpenMode};
 use crate::error::{Error, Result, io};
 use crate::format::{DecodeError, Lsn, ROOT_INO, SegmentHeader, SummaryEntry, VolumeId};

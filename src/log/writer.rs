@@ -15,13 +15,16 @@
 //! copy-forward requests are served even while user writes wait for space
 //! because primary storage holds its limit of segments (back-pressure).
 
+use super::Shared;
 use super::catalog::SyncPoint;
-use super::{Shared, SyncSite, TailFile, segment};
+pub use super::replies::Reply;
+use super::replies::{Owed, poisoned};
+use super::syncer::{SYNC_QUEUE_LEN, SyncJob, sync_loop};
+use super::tail::{Tail, open_segment, seal};
 use crate::error::{Error, Result, io};
 use crate::format::record::{FLAG_COPIED, FLAG_GROUP_END, RECORD_HEADER_LEN};
-use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
-use crate::format::{Footer, Lsn, Record, SegmentHeader, SummaryEntry, SyncInfo};
-use crate::sync::lock;
+use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN, segment_cost};
+use crate::format::{Lsn, Record, SummaryEntry, SyncInfo};
 use crossbeam_channel::{Receiver, Sender, bounded, never, select};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,8 +46,6 @@ const BATCH_BYTES_MAX: usize = 16 << 20;
 const WRITEBACK_CHUNK: u32 = 1 << 20;
 /// How often a writer waiting for space looks again without being woken.
 const SPACE_POLL: Duration = Duration::from_secs(1);
-
-pub type Reply<T> = Sender<Result<T>>;
 
 pub enum Request {
     /// Append an atomic group of records: after a crash, all or none of them.
@@ -73,24 +74,6 @@ pub enum Request {
     Crash,
 }
 
-/// The segment being appended to.
-pub struct Tail {
-    /// Shared with the syncer, which fdatasyncs it after the writer moved on.
-    pub file: Arc<TailFile>,
-    pub header: SegmentHeader,
-    pub pos: u32,
-    pub last_crc: u32,
-    /// Encoded summary entries of the records written so far.
-    pub summary: Vec<u8>,
-    pub count: u32,
-    /// Summary and footer are written: nothing more goes in. Set when the
-    /// next segment could not be created yet (a full disk); the next group
-    /// tries again.
-    pub sealed: bool,
-    /// Offset up to which writeback was started (see [`WRITEBACK_CHUNK`]).
-    pub hinted: u32,
-}
-
 pub struct Writer {
     shared: Arc<Shared>,
     tail: Tail,
@@ -109,77 +92,6 @@ pub struct Writer {
     syncer: Option<Sender<SyncJob>>,
     /// Set by `Crash`: the syncer then drops what it still holds unsynced.
     crashed: Arc<AtomicBool>,
-}
-
-/// What a batch that asked for durability owes once its segment is
-/// fdatasynced: the syncer thread answers it, while the writer appends the
-/// next batches. Jobs waiting together share one fdatasync per segment.
-struct SyncJob {
-    file: Arc<TailFile>,
-    seq: u64,
-    end: Lsn,
-    syncs: Vec<Reply<()>>,
-    points: Vec<(Reply<SyncPoint>, SyncPoint)>,
-    close: Option<Reply<Lsn>>,
-}
-
-/// Bound of the syncer's queue: the writer waits when it is this far ahead.
-const SYNC_QUEUE_LEN: usize = 64;
-
-/// The syncer thread: fdatasyncs for queued jobs, oldest first, then
-/// publishes the new durable position and the sync points and answers.
-/// After a failed fdatasync nothing is answered as durable again: Linux
-/// reports a writeback error once, so a later fsync could succeed falsely.
-fn sync_loop(shared: Arc<Shared>, rx: Receiver<SyncJob>, crashed: Arc<AtomicBool>) {
-    while let Ok(first) = rx.recv() {
-        let mut jobs = vec![first];
-        jobs.extend(rx.try_iter());
-        if crashed.load(Ordering::SeqCst) {
-            // As if the process were killed: nothing more is flushed or
-            // recorded, and nobody is answered.
-            continue;
-        }
-        let mut synced: Option<u64> = None;
-        let result = shared.check().and_then(|()| {
-            for job in &jobs {
-                if synced != Some(job.seq) {
-                    job.file.sync_data(&shared, SyncSite::Syncer)?;
-                    synced = Some(job.seq);
-                }
-            }
-            let points: Vec<SyncPoint> = jobs
-                .iter()
-                .flat_map(|j| j.points.iter().map(|(_, p)| p.clone()))
-                .collect();
-            lock(&shared.catalog).append(&points)
-        });
-        if let Err(e) = &result {
-            shared.poison(e);
-        }
-        if let Some(last) = jobs.last().filter(|_| result.is_ok()) {
-            shared.set_durable(last.end);
-        }
-        let failure = result.err().map(|e| e.to_string());
-        for job in jobs {
-            for r in job.syncs {
-                settle(r, (), &failure);
-            }
-            for (r, p) in job.points {
-                settle(r, p, &failure);
-            }
-            if let Some(r) = job.close {
-                settle(r, job.end, &failure);
-            }
-        }
-    }
-}
-
-/// Answers `reply` with `ok`, or as poisoned by `failure`.
-fn settle<T>(reply: Reply<T>, ok: T, failure: &Option<String>) {
-    let _ = reply.send(match failure {
-        None => Ok(ok),
-        Some(why) => poisoned(why),
-    });
 }
 
 /// How the writer is connected to the archiver.
@@ -209,11 +121,7 @@ struct Batch {
     at: u32,
     /// Records written (or to be written) with their position and length.
     written: Vec<(Lsn, Record, u32)>,
-    appends: Vec<(Reply<Vec<Lsn>>, Vec<Lsn>)>,
-    syncs: Vec<Reply<()>>,
-    points: Vec<(Reply<SyncPoint>, SyncPoint)>,
-    close: Option<Reply<Lsn>>,
-    copies: Vec<(Reply<u64>, u64)>,
+    owed: Owed,
     need_sync: bool,
     /// An archiver batch: appends are copies and never wait for space.
     copy: bool,
@@ -225,27 +133,6 @@ fn caller_error(e: &Error) -> bool {
         e,
         Error::Invalid(_) | Error::TooLarge { .. } | Error::NoSpace(_)
     )
-}
-
-impl Batch {
-    fn fail(self, err: &Error) {
-        let msg = err.to_string();
-        for (r, _) in self.appends {
-            let _ = r.send(poisoned(&msg));
-        }
-        for r in self.syncs {
-            let _ = r.send(poisoned(&msg));
-        }
-        for (r, _) in self.points {
-            let _ = r.send(poisoned(&msg));
-        }
-        if let Some(r) = self.close {
-            let _ = r.send(poisoned(&msg));
-        }
-        for (r, _) in self.copies {
-            let _ = r.send(poisoned(&msg));
-        }
-    }
 }
 
 /// Largest atomic group that fits in an empty segment of `segment_size`.
@@ -355,46 +242,36 @@ impl Writer {
                 });
             if let Err(e) = step {
                 self.shared.poison(&e);
-                std::mem::take(&mut b).fail(&e);
+                // Nothing of a failed batch is written: its buffer goes too.
+                std::mem::take(&mut b).owed.settle(Err(&e.to_string()));
             }
         }
         // Written out here; durability, if asked, is the syncer's.
         if let Err(e) = self.flush(&mut b) {
             self.shared.poison(&e);
-            b.fail(&e);
+            b.owed.settle(Err(&e.to_string()));
             return go_on;
         }
         // The buffer is written out: keep its memory for the next batch.
         self.spare = std::mem::take(&mut b.buf);
-        for (r, lsns) in b.appends {
-            let _ = r.send(Ok(lsns));
-        }
-        for (r, n) in b.copies {
-            let _ = r.send(Ok(n));
-        }
+        let durable = b.owed.take_durable();
+        b.owed.settle(Ok(self.end()));
         if b.need_sync {
             let job = SyncJob {
                 file: self.tail.file.clone(),
                 seq: self.tail.header.seq,
                 end: self.end(),
-                syncs: b.syncs,
-                points: b.points,
-                close: b.close,
+                owed: durable,
             };
             let syncer = self
                 .syncer
                 .as_ref()
                 .expect("the syncer runs with the writer");
             if let Err(unsent) = syncer.send(job) {
-                let failure = Some("the syncer thread is gone".to_string());
-                let job = unsent.into_inner();
-                job.syncs.into_iter().for_each(|r| settle(r, (), &failure));
-                job.points
-                    .into_iter()
-                    .for_each(|(r, p)| settle(r, p, &failure));
-                job.close
-                    .into_iter()
-                    .for_each(|r| settle(r, job.end, &failure));
+                unsent
+                    .into_inner()
+                    .owed
+                    .settle(Err("the syncer thread is gone"));
             }
         }
         go_on
@@ -414,27 +291,27 @@ impl Writer {
         }
         match req {
             Request::Append { records, reply } => match self.append(b, records, 0) {
-                Ok(lsns) => b.appends.push((reply, lsns)),
+                Ok(lsns) => b.owed.appends.push((reply, lsns)),
                 Err(e) => return answer(&reply, e),
             },
             Request::Sync { reply } => {
                 b.need_sync = true;
-                b.syncs.push(reply);
+                b.owed.syncs.push(reply);
             }
             Request::SyncPoint {
                 label,
                 requester,
                 reply,
             } => match self.sync_point(b, label, requester) {
-                Ok(p) => b.points.push((reply, p)),
+                Ok(p) => b.owed.points.push((reply, p)),
                 Err(e) => return answer(&reply, e),
             },
             Request::Close { reply } => {
                 b.need_sync = true;
-                b.close = Some(reply);
+                b.owed.close = Some(reply);
             }
             Request::CopyForward { records, reply } => match self.copy_forward(b, records) {
-                Ok(n) => b.copies.push((reply, n)),
+                Ok(n) => b.owed.copies.push((reply, n)),
                 Err(e) => return answer(&reply, e),
             },
             Request::Crash => unreachable!("handled by the caller"),
@@ -469,16 +346,15 @@ impl Writer {
     /// returns the records' positions.
     fn append(&mut self, b: &mut Batch, records: Vec<Record>, flags: u8) -> Result<Vec<Lsn>> {
         let block_size = self.shared.block_size as usize;
-        let mut len = 0;
-        let mut sum_len = 0;
+        let (mut len, mut cost) = (0, 0);
         for r in &records {
             r.validate(block_size)
                 .map_err(|why| Error::Invalid(why.to_string()))?;
             len += r.encoded_len();
-            sum_len += SummaryEntry::len_of(r);
+            cost += segment_cost(r, r.encoded_len() as u32) as usize;
         }
         let max = group_max(self.shared.segment_size);
-        if len + sum_len > max {
+        if cost > max {
             return Err(Error::TooLarge { len, max });
         }
         if records.is_empty() {
@@ -487,7 +363,7 @@ impl Writer {
         if !b.copy {
             self.check_capacity(&records)?;
         }
-        while len + sum_len > self.room() {
+        while cost > self.room() {
             if !b.copy && self.over_limit() {
                 self.wait_for_space(b)?;
                 continue;
@@ -584,7 +460,7 @@ impl Writer {
             if !r.is_value() {
                 continue;
             }
-            added += crate::index::segment_cost(r, r.encoded_len() as u32) as u64;
+            added += segment_cost(r, r.encoded_len() as u32) as u64;
             freed += index.replaced_cost(r);
         }
         let live = index.live_cost();
@@ -681,82 +557,6 @@ impl Writer {
     }
 }
 
-/// Seals `tail` where it ends: its summary after the last record, then the
-/// footer in the segment's last bytes, each made durable (a footer never
-/// vouches for a summary that is not on disk). Nothing is appended to a
-/// sealed segment again.
-pub fn seal(shared: &Shared, tail: &mut Tail) -> Result<()> {
-    let seq = tail.header.seq;
-    let footer = Footer {
-        seq,
-        records_end: tail.pos,
-        record_count: tail.count,
-        last_crc: tail.last_crc,
-        summary_len: tail.summary.len() as u32,
-        summary_crc: crc32c::crc32c(&tail.summary),
-    };
-    let footer_at = shared.segment_size - FOOTER_LEN as u64;
-    let ctx = || format!("cannot seal segment {seq}");
-    tail.file
-        .write_all_at(&tail.summary, tail.pos as u64)
-        .map_err(io(ctx()))?;
-    tail.file.sync_data(shared, SyncSite::Seal)?;
-    tail.file
-        .write_all_at(&footer.encode(), footer_at)
-        .map_err(io(ctx()))?;
-    tail.file.sync_data(shared, SyncSite::Seal)?;
-    tail.sealed = true;
-    shared.set_durable(Lsn {
-        seq,
-        offset: tail.pos,
-    });
-    shared.sealed.store(seq, Ordering::SeqCst);
-    Ok(())
-}
-
-/// Creates segment `seq` (reusing a recycled file if any) as the new tail.
-pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail> {
-    let header = SegmentHeader {
-        volume_id: shared.volume_id,
-        seq,
-        segment_size: shared.segment_size,
-        block_size: shared.block_size,
-        window_start: shared.window_start.load(Ordering::SeqCst),
-        created_ns: crate::time::now_ns(),
-        next_ino: shared.next_ino.load(Ordering::SeqCst),
-        next_sync_id,
-    };
-    let reuse = lock(&shared.free).pop();
-    let file = match segment::create(&*shared.disk, &shared.seg_dir, &header, reuse.as_deref()) {
-        Ok(file) => file,
-        Err(e) => {
-            if let Some(path) = reuse {
-                lock(&shared.free).push(path);
-            }
-            return Err(match e {
-                Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                    Error::NoSpace(format!(
-                        "no room in {} for segment {seq}",
-                        shared.seg_dir.display()
-                    ))
-                }
-                e => e,
-            });
-        }
-    };
-    let (_, crc) = header.encode();
-    Ok(Tail {
-        file: Arc::new(TailFile::new(file, seq)),
-        header,
-        pos: SEGMENT_HEADER_LEN as u32,
-        last_crc: crc,
-        summary: Vec::new(),
-        count: 0,
-        sealed: false,
-        hinted: SEGMENT_HEADER_LEN as u32,
-    })
-}
-
 fn refuse(req: Request, e: Error) {
     let msg = match e {
         Error::Poisoned(why) => why,
@@ -770,8 +570,4 @@ fn refuse(req: Request, e: Error) {
         Request::CopyForward { reply, .. } => drop(reply.send(poisoned(&msg))),
         Request::Crash => {}
     }
-}
-
-fn poisoned<T>(why: &str) -> Result<T> {
-    Err(Error::Poisoned(why.to_string()))
 }

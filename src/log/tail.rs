@@ -1,0 +1,152 @@
+//! The segment being appended to: its file, shared by the writer and the
+//! syncer with their fdatasyncs serialised, the writer's position in it,
+//! sealing it when full, and creating the next one.
+
+use super::{Shared, SyncSite, segment};
+use crate::disk::FileIo;
+use crate::error::{Error, Result, io};
+use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
+use crate::format::{Footer, Lsn, SegmentHeader};
+use crate::sync::lock;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+/// The segment being appended to, shared by the writer (which seals it)
+/// and the syncer (which makes batches durable). Their fdatasyncs are
+/// serialised with their error handling: Linux reports a writeback error
+/// once per open file, so of two concurrent callers one could see the
+/// error and the other a false success.
+pub struct TailFile {
+    file: Box<dyn FileIo>,
+    seq: u64,
+    sync: Mutex<()>,
+}
+
+impl std::ops::Deref for TailFile {
+    type Target = dyn FileIo;
+    fn deref(&self) -> &(dyn FileIo + 'static) {
+        &*self.file
+    }
+}
+
+impl TailFile {
+    pub fn new(file: Box<dyn FileIo>, seq: u64) -> Self {
+        TailFile {
+            file,
+            seq,
+            sync: Mutex::new(()),
+        }
+    }
+
+    /// fdatasync, refused once the volume is poisoned, and poisoning it on
+    /// failure before anyone else may fdatasync this file: a success after
+    /// an error someone else took proves nothing.
+    pub fn sync_data(&self, shared: &Shared, site: SyncSite) -> Result<()> {
+        let _serial = lock(&self.sync);
+        shared.check()?;
+        let done = match &shared.fdatasync_hook {
+            Some(hook) => hook(site, self.seq),
+            None => self.file.sync_data(),
+        };
+        if let Err(e) = done.map_err(io(format!("cannot fsync segment {}", self.seq))) {
+            shared.poison(&e);
+            return Err(e);
+        }
+        Ok(())
+    }
+}
+
+/// The segment being appended to.
+pub struct Tail {
+    /// Shared with the syncer, which fdatasyncs it after the writer moved on.
+    pub file: Arc<TailFile>,
+    pub header: SegmentHeader,
+    pub pos: u32,
+    pub last_crc: u32,
+    /// Encoded summary entries of the records written so far.
+    pub summary: Vec<u8>,
+    pub count: u32,
+    /// Summary and footer are written: nothing more goes in. Set when the
+    /// next segment could not be created yet (a full disk); the next group
+    /// tries again.
+    pub sealed: bool,
+    /// Offset up to which writeback was started (see the writer's
+    /// `WRITEBACK_CHUNK`).
+    pub hinted: u32,
+}
+
+/// Seals `tail` where it ends: its summary after the last record, then the
+/// footer in the segment's last bytes, each made durable (a footer never
+/// vouches for a summary that is not on disk). Nothing is appended to a
+/// sealed segment again.
+pub fn seal(shared: &Shared, tail: &mut Tail) -> Result<()> {
+    let seq = tail.header.seq;
+    let footer = Footer {
+        seq,
+        records_end: tail.pos,
+        record_count: tail.count,
+        last_crc: tail.last_crc,
+        summary_len: tail.summary.len() as u32,
+        summary_crc: crc32c::crc32c(&tail.summary),
+    };
+    let footer_at = shared.segment_size - FOOTER_LEN as u64;
+    let ctx = || format!("cannot seal segment {seq}");
+    tail.file
+        .write_all_at(&tail.summary, tail.pos as u64)
+        .map_err(io(ctx()))?;
+    tail.file.sync_data(shared, SyncSite::Seal)?;
+    tail.file
+        .write_all_at(&footer.encode(), footer_at)
+        .map_err(io(ctx()))?;
+    tail.file.sync_data(shared, SyncSite::Seal)?;
+    tail.sealed = true;
+    shared.set_durable(Lsn {
+        seq,
+        offset: tail.pos,
+    });
+    shared.sealed.store(seq, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Creates segment `seq` (reusing a recycled file if any) as the new tail.
+pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail> {
+    let header = SegmentHeader {
+        volume_id: shared.volume_id,
+        seq,
+        segment_size: shared.segment_size,
+        block_size: shared.block_size,
+        window_start: shared.window_start.load(Ordering::SeqCst),
+        created_ns: crate::time::now_ns(),
+        next_ino: shared.next_ino.load(Ordering::SeqCst),
+        next_sync_id,
+    };
+    let reuse = lock(&shared.free).pop();
+    let file = match segment::create(&*shared.disk, &shared.seg_dir, &header, reuse.as_deref()) {
+        Ok(file) => file,
+        Err(e) => {
+            if let Some(path) = reuse {
+                lock(&shared.free).push(path);
+            }
+            return Err(match e {
+                Error::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                    Error::NoSpace(format!(
+                        "no room in {} for segment {seq}",
+                        shared.seg_dir.display()
+                    ))
+                }
+                e => e,
+            });
+        }
+    };
+    let (_, crc) = header.encode();
+    Ok(Tail {
+        file: Arc::new(TailFile::new(file, seq)),
+        header,
+        pos: SEGMENT_HEADER_LEN as u32,
+        last_crc: crc,
+        summary: Vec::new(),
+        count: 0,
+        sealed: false,
+        hinted: SEGMENT_HEADER_LEN as u32,
+    })
+}
