@@ -2,8 +2,8 @@
 //! level and backing store, kept in `lsvfs.toml` at the top of the volume.
 
 use crate::format::archive::SEGMENT_SIZE_MAX;
+use crate::format::segment::block_cost;
 use crate::format::{FORMAT_VERSION, VolumeId};
-use crate::index::block_cost;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;

@@ -18,6 +18,9 @@ use super::codec::*;
 use super::inode::{FileKind, InodeAttrs};
 
 pub const RECORD_HEADER_LEN: usize = 16;
+const _: () = assert!(RECORD_HEADER_LEN == 4 + 4 + 4 + 1 + 1 + 2);
+/// Key length of data and truncate records: inode and block number.
+pub const DATA_KEY_LEN: usize = 16;
 /// Longest name of a directory entry or an extended attribute.
 pub const NAME_MAX: usize = 255;
 /// Longest extended-attribute value.
@@ -34,6 +37,11 @@ pub fn data_block_in_range(block: u64, block_size: u64) -> bool {
     block
         .checked_mul(block_size)
         .is_some_and(|start| start < FILE_SIZE_MAX)
+}
+
+/// Length of a data record holding a full block of `block_size` bytes.
+pub fn data_record_len(block_size: u32) -> u32 {
+    (RECORD_HEADER_LEN + DATA_KEY_LEN) as u32 + block_size
 }
 
 pub const FLAG_GROUP_END: u8 = 1;
@@ -211,7 +219,7 @@ impl Record {
     pub fn key_len(&self) -> usize {
         match self {
             Record::Inode { .. } | Record::InodeDelete { .. } | Record::SyncPoint(_) => 8,
-            Record::Data { .. } | Record::Truncate { .. } => 16,
+            Record::Data { .. } | Record::Truncate { .. } => DATA_KEY_LEN,
             Record::Dirent { name, .. }
             | Record::DirentDelete { name, .. }
             | Record::Xattr { name, .. }

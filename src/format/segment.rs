@@ -29,15 +29,32 @@
 //! ```
 
 use super::codec::*;
-use super::record::{Kind, Record, RecordView};
+use super::record::{DATA_KEY_LEN, Kind, Record, RecordView, data_record_len};
 use super::{FORMAT_VERSION, VolumeId};
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"LSVFSSEG";
 pub const FOOTER_MAGIC: [u8; 8] = *b"LSVFSEND";
 pub const SEGMENT_HEADER_LEN: usize = 4096;
 const HEADER_USED: usize = 88;
+const _: () = assert!(HEADER_USED == 8 + 2 + 2 + 4 + 16 + 8 + 8 + 4 + 4 + 8 + 8 + 8 + 8);
+const _: () = assert!(HEADER_USED + 4 <= SEGMENT_HEADER_LEN);
 pub const FOOTER_LEN: usize = 64;
-const SUMMARY_ENTRY_FIXED: usize = 14;
+const _: () = assert!(FOOTER_LEN == 8 + 8 + 4 + 4 + 4 + 4 + 4 + 24 + 4);
+/// Length of a summary entry without its key and value.
+pub const SUMMARY_ENTRY_FIXED: usize = 14;
+const _: () = assert!(SUMMARY_ENTRY_FIXED == 4 + 4 + 1 + 1 + 2 + 2);
+
+/// Bytes a record of encoded length `len` takes in a segment: the record
+/// and its summary entry. Copying it forward costs as much again. The one
+/// source of this sum for the writer, the index and the capacity rule.
+pub fn segment_cost(record: &Record, len: u32) -> u32 {
+    len + SummaryEntry::len_of(record) as u32
+}
+
+/// Segment bytes of one full data block, summary entry included.
+pub fn block_cost(block_size: u32) -> u64 {
+    (data_record_len(block_size) as usize + SUMMARY_ENTRY_FIXED + DATA_KEY_LEN) as u64
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -189,9 +206,6 @@ pub struct SummaryEntry {
 }
 
 impl SummaryEntry {
-    /// Length of an entry without its key and value.
-    pub const FIXED_LEN: usize = SUMMARY_ENTRY_FIXED;
-
     /// The summary entry of a record found at `offset`.
     pub fn of(offset: u32, view: &RecordView<'_>) -> Self {
         let kind = view.header.kind;

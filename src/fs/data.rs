@@ -47,7 +47,7 @@ impl Fs {
             return Ok(0);
         }
         let bs = self.volume.policy().block_size;
-        let stride = data_stride(bs as u32) as usize + 64;
+        let stride = block_cost(bs as u32) as usize;
         let per_group =
             ((group_max(self.volume.policy().segment_size) - GROUP_SLACK) / stride).max(1);
         let first = offset / bs;

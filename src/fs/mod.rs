@@ -19,8 +19,8 @@ pub use namespace::RenameMode;
 
 use crate::error::Error;
 use crate::format::record::NAME_MAX;
+use crate::format::segment::block_cost;
 use crate::format::{FileKind, InodeAttrs, Record, Timestamp};
-use crate::index::data_stride;
 use crate::log::writer::group_max;
 use crate::sync::lock;
 use crate::volume::{ROOT_INO, Volume};

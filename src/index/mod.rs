@@ -8,8 +8,9 @@
 pub mod builder;
 pub mod extents;
 
-use crate::format::record::RECORD_HEADER_LEN;
-use crate::format::{FileKind, Lsn, Record, SummaryEntry};
+use crate::format::record::data_record_len;
+use crate::format::segment::{block_cost, segment_cost};
+use crate::format::{FileKind, Lsn, Record};
 use extents::{ExtentMap, Run};
 use std::collections::{BTreeMap, HashMap};
 
@@ -45,22 +46,6 @@ pub struct Index {
     /// Segment bytes of the live metadata records (inodes, directory
     /// entries, xattrs): the rest of what the capacity rule counts.
     meta_bytes: u64,
-}
-
-/// Length of a data record holding a full block of `block_size` bytes.
-pub fn data_stride(block_size: u32) -> u32 {
-    (RECORD_HEADER_LEN + 16) as u32 + block_size
-}
-
-/// Bytes a record of encoded length `len` takes in a segment: the record
-/// and its summary entry. Copying it forward costs as much again.
-pub fn segment_cost(record: &Record, len: u32) -> u32 {
-    len + SummaryEntry::len_of(record) as u32
-}
-
-/// Segment bytes of one full data block, summary entry included.
-pub fn block_cost(block_size: u32) -> u64 {
-    data_stride(block_size) as u64 + (SummaryEntry::FIXED_LEN + 16) as u64
 }
 
 impl Index {
@@ -149,7 +134,7 @@ impl Index {
 
     /// Length of a full data record: the distance between neighbours in a run.
     pub fn stride(&self) -> u32 {
-        data_stride(self.block_size)
+        data_record_len(self.block_size)
     }
 
     /// Applies a record just appended at `lsn` (of encoded length `len`).
