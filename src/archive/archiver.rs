@@ -74,6 +74,16 @@ pub struct Health {
     pub since: u64,
 }
 
+/// A sealed segment read for retiring.
+struct Sealed {
+    /// Held open until the segment is recycled.
+    _file: Box<dyn crate::disk::FileIo>,
+    footer: crate::format::Footer,
+    entries: Vec<crate::format::SummaryEntry>,
+    /// The segment's bytes up to the end of its records.
+    raw: Vec<u8>,
+}
+
 pub struct Archiver {
     shared: Arc<Shared>,
     archive: Arc<Archive>,
@@ -212,6 +222,49 @@ impl Archiver {
 
     /// Retires segment `seq`. Returns false when the archiver must stop.
     fn retire(&self, seq: u64) -> Result<bool> {
+        let sealed = self.read_sealed(seq)?;
+        // Already stored (a crash came before recycling): its copies were
+        // durable before it was stored. Only an object holding exactly these
+        // bytes counts: one of another volume with the same id must not make
+        // the archiver skip copying this segment's live records. Unknown
+        // when the store cannot be read: copying again costs a read.
+        let stored = self.archive.contains(seq) == Some(true)
+            && self
+                .archive
+                .holds_segment(seq, &sealed.raw)
+                .unwrap_or(false);
+        if !stored {
+            let Some(copies) = self.copy_forward(seq, &sealed.raw, &sealed.entries)? else {
+                return Ok(false);
+            };
+            log::debug!("segment {seq}: copied {copies} bytes forward");
+            if self.halt(Step::Copied) {
+                return Ok(false);
+            }
+            if self.call(|reply| Request::Sync { reply })?.is_none() {
+                return Ok(false);
+            }
+        }
+        self.shared.advance_window(seq);
+        if self.halt(Step::CopiedDurable) || !self.store(seq, &sealed)? {
+            return Ok(false);
+        }
+        if self.halt(Step::Stored) {
+            return Ok(false);
+        }
+        // The copies' durability is what makes recycling safe: after any
+        // failed fdatasync nothing is known to be durable, so S stays.
+        self.shared.check()?;
+        drop(sealed);
+        self.shared.recycle(seq)?;
+        self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        let _ = self.space.try_send(());
+        log::debug!("retired segment {seq}");
+        Ok(!self.halt(Step::Recycled))
+    }
+
+    /// Reads sealed segment `seq` from primary storage.
+    fn read_sealed(&self, seq: u64) -> Result<Sealed> {
         let (dir, disk) = (self.shared.dir(), self.shared.disk());
         let file = segment::open_read(disk, dir, seq)?;
         let (header, _) = segment::read_header(&*file, seq, self.shared.volume_id(), dir)?;
@@ -225,47 +278,35 @@ impl Archiver {
                 ),
             });
         };
-        // The summary is sliced into the records below: it must tile them.
+        // The summary is sliced into the records: it must tile them.
         crate::log::recovery::check_summary(&header, &footer, &entries)?;
         let mut raw = vec![0u8; footer.records_end as usize];
         segment::read_exact_at(&*file, seq, &mut raw, 0)?;
-        let archive = &self.archive;
+        Ok(Sealed {
+            _file: file,
+            footer,
+            entries,
+            raw,
+        })
+    }
 
-        // Already stored (a crash came before recycling): its copies were
-        // durable before it was stored. Only an object holding exactly these
-        // bytes counts: one of another volume with the same id must not make
-        // the archiver skip copying this segment's live records. Unknown
-        // when the store cannot be read: copying again costs a read.
-        let stored = archive.contains(seq) == Some(true)
-            && archive.holds_segment(seq, &raw).unwrap_or(false);
-        if !stored {
-            let Some(copies) = self.copy_forward(seq, &raw, &entries)? else {
-                return Ok(false);
-            };
-            log::debug!("segment {seq}: copied {copies} bytes forward");
-            if self.halt(Step::Copied) {
-                return Ok(false);
-            }
-            if self.call(|reply| Request::Sync { reply })?.is_none() {
-                return Ok(false);
-            }
-        }
-        self.shared.advance_window(seq);
-        if self.halt(Step::CopiedDurable) {
-            return Ok(false);
-        }
-
+    /// Stores the segment in the backing store, retrying a failing store
+    /// with backoff. Returns false when the archiver must stop.
+    fn store(&self, seq: u64, sealed: &Sealed) -> Result<bool> {
         let mut summary = Vec::new();
-        for e in &entries {
+        for e in &sealed.entries {
             e.encode(&mut summary);
         }
         let mut backoff = BACKOFF_FIRST;
         loop {
             let started = Instant::now();
-            if !archive.listed() {
-                let _ = archive.relist();
+            if !self.archive.listed() {
+                let _ = self.archive.relist();
             }
-            match archive.put_segment(seq, &raw, &footer, &summary) {
+            match self
+                .archive
+                .put_segment(seq, &sealed.raw, &sealed.footer, &summary)
+            {
                 Err(e @ ArchiveError::Conflict { .. }) => {
                     // Not a failure that time mends: stop archiving (the
                     // segment stays in primary; writes go on past the
@@ -282,7 +323,7 @@ impl Archiver {
                     s.raw_bytes.fetch_add(stored.raw, Ordering::Relaxed);
                     s.stored_bytes.fetch_add(stored.stored, Ordering::Relaxed);
                     self.set_health(None);
-                    break;
+                    return Ok(true);
                 }
                 Err(e) => {
                     self.set_health(Some(format!("segment {seq}: {e}")));
@@ -294,19 +335,6 @@ impl Archiver {
                 }
             }
         }
-        if self.halt(Step::Stored) {
-            return Ok(false);
-        }
-        // The copies' durability is what makes recycling safe: after any
-        // failed fdatasync nothing is known to be durable, so S stays.
-        self.shared.check()?;
-
-        drop(file);
-        self.shared.recycle(seq)?;
-        self.stats.retired.fetch_add(1, Ordering::Relaxed);
-        let _ = self.space.try_send(());
-        log::debug!("retired segment {seq}");
-        Ok(!self.halt(Step::Recycled))
     }
 
     /// Sends every record of the segment that is still current to the
