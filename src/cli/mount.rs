@@ -118,18 +118,7 @@ fn spawn_daemon(
     at: Option<&str>,
     raw_options: &str,
 ) -> Result<String> {
-    let mut fds = [0; 2];
-    // SAFETY: pipe2 fills two descriptors, which we own from here on.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
-    }
-    // SAFETY: both descriptors were just created by pipe2.
-    let (rx, tx) = unsafe {
-        (
-            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
-            OwnedFd::from_raw_fd(fds[1]),
-        )
-    };
+    let (rx, tx) = ready_pipe()?;
     let log_path = volume.join(DAEMON_LOG);
     let log = crate::disk::real::options()
         .create(true)
@@ -162,6 +151,43 @@ fn spawn_daemon(
     }
     let mut child = cmd.spawn().context("cannot start the mount daemon")?;
     drop(tx);
+    let said = match await_ready(rx, volume, at) {
+        Ok(line) => return Ok(line),
+        Err(said) => said,
+    };
+    let _ = child.wait();
+    if said.is_empty() {
+        bail!(
+            "the mount daemon exited before the mount was ready; see {}",
+            log_path.display()
+        );
+    }
+    bail!("cannot mount {}: {said}", volume.display())
+}
+
+/// A pipe for the daemon's ready line: (our read end, its write end).
+fn ready_pipe() -> Result<(std::fs::File, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills two descriptors, which we own from here on.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot create a pipe");
+    }
+    // SAFETY: both descriptors were just created by pipe2.
+    Ok(unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(fds[0])),
+            OwnedFd::from_raw_fd(fds[1]),
+        )
+    })
+}
+
+/// Reads the daemon's pipe, showing its progress, until its ready line;
+/// if the pipe ends first, gives what the daemon said instead.
+fn await_ready(
+    rx: std::fs::File,
+    volume: &Path,
+    at: Option<&str>,
+) -> std::result::Result<String, String> {
     let bar = Bar::new(
         match at {
             None => format!("recovering {}", volume.display()),
@@ -185,16 +211,7 @@ fn spawn_daemon(
         said.push_str(&line);
         said.push('\n');
     }
-    drop(bar);
-    let _ = child.wait();
-    let why = said.trim();
-    if why.is_empty() {
-        bail!(
-            "the mount daemon exited before the mount was ready; see {}",
-            log_path.display()
-        );
-    }
-    bail!("cannot mount {}: {why}", volume.display())
+    Err(said.trim().to_string())
 }
 
 pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
