@@ -411,3 +411,52 @@ fn records_cut_at_recovery_never_come_back() {
     );
     assert_eq!(tree.read_block(2, 2).unwrap(), None);
 }
+
+/// Recovery is a value computed with no thread started and nothing
+/// written: for a tail cut inside a group it says where the valid log
+/// ends, holds exactly the groups before the cut, and hands out the ids
+/// that follow them.
+#[test]
+fn recovery_of_a_cut_tail_is_a_value_that_changes_nothing() {
+    use lsvfs::log::catalog::Catalog;
+    use lsvfs::log::recovery::{Known, recover};
+    let b = build();
+    let work = tempfile::tempdir().unwrap();
+    let vol = work.path().join("v");
+    copy_dir(&b.vol, &vol);
+    let (last_ino, cut) = b.groups[b.groups.len() - 2];
+    let seg = vol.join("segments").join(format!("{:016}.seg", b.seq));
+    let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+    f.write_all_at(&[0u8; 64], cut as u64 + 8).unwrap();
+    let before = all_bytes(&vol);
+
+    let disk = lsvfs::disk::real();
+    let policy = lsvfs::policy::Policy::load(&*disk, &vol).unwrap();
+    let archive = lsvfs::layout::open_archive(&disk, &vol, &policy, None).unwrap();
+    archive.relist().unwrap();
+    let config = lsvfs::layout::log_config(disk.clone(), &vol, &policy, None).unwrap();
+    let catalog = Catalog::open(&*disk, &vol, false).unwrap();
+    let known = Known {
+        retired: &*archive,
+        catalog: &catalog,
+        clean: None,
+    };
+    let r = recover(&config, &known, &|_, _| {}).unwrap();
+
+    assert!(r.cut, "a torn tail is reported as cut");
+    let tail = r.tail.as_ref().expect("the unsealed tail is handed on");
+    assert_eq!((tail.header.seq, tail.pos), (b.seq, cut));
+    for (ino, end) in &b.groups {
+        let kept = r.index.inode(*ino).is_some();
+        assert_eq!(kept, *end <= cut, "inode {ino} (group ends at {end})");
+    }
+    assert_eq!(
+        r.next_ino,
+        last_ino + 1,
+        "the torn group's inode is free again"
+    );
+    assert_eq!(r.next_sync_id, 2);
+    assert!(r.missing.is_empty(), "the catalog lists the sync point");
+    assert_eq!(r.next_seq, b.seq + 1);
+    assert_eq!(all_bytes(&vol), before, "recovery wrote nothing");
+}
