@@ -12,8 +12,16 @@ use std::fs::File;
 use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 pub const LOCK_FILE: &str = "lock";
+
+/// How long an open waits for a lock whose file names no holder. Such a
+/// lock is held only for moments: by a child process of the last holder
+/// between fork and exec (flock belongs to the open file, and the child's
+/// copy of the descriptor lives until exec closes it), or by an opener
+/// that has not claimed the volume yet.
+const UNNAMED_WAIT: Duration = Duration::from_secs(2);
 
 pub struct VolumeLock {
     file: Box<dyn FileIo>,
@@ -92,12 +100,16 @@ impl VolumeLock {
             let bytes = file.read_all()?;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         };
-        if !file.try_lock().map_err(io(ctx("lock")))? {
-            let holder = read(&*file).unwrap_or_default();
-            let holder = holder
-                .lines()
-                .next()
-                .unwrap_or("another process")
+        let started = Instant::now();
+        while !file.try_lock().map_err(io(ctx("lock")))? {
+            let text = read(&*file).unwrap_or_default();
+            let named = text.lines().next().filter(|l| l.starts_with("pid "));
+            if named.is_none() && started.elapsed() < UNNAMED_WAIT {
+                std::thread::sleep(UNNAMED_WAIT / 100);
+                continue;
+            }
+            let holder = named
+                .unwrap_or("a process that has not named itself (it may be recovering the volume)")
                 .to_string();
             return Err(Error::Locked {
                 path: volume.to_path_buf(),
