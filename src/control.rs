@@ -140,92 +140,103 @@ impl Metrics {
     /// The Prometheus text exposition format, version 0.0.4.
     pub fn render(&self, g: &Gauges) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, samples: &[(String, f64)]| {
-            let _ = writeln!(
-                out,
-                "# HELP lsvfs_{name} {help}\n# TYPE lsvfs_{name} {kind}"
-            );
-            for (labels, v) in samples {
-                let _ = writeln!(out, "lsvfs_{name}{labels} {v}");
-            }
-        };
-        let per_op = |f: &dyn Fn(&OpStats) -> f64| -> Vec<(String, f64)> {
-            OPS.iter()
-                .map(|(op, name)| (format!("{{op=\"{name}\"}}"), f(&self.ops[*op as usize])))
-                .collect()
-        };
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
-        metric(
-            "operations_total",
-            "counter",
-            "Requests served, by operation.",
-            &per_op(&|s| load(&s.count)),
-        );
-        metric(
-            "operation_errors_total",
-            "counter",
-            "Requests answered with an error, by operation.",
-            &per_op(&|s| load(&s.errors)),
-        );
-        metric(
-            "operation_seconds_total",
-            "counter",
-            "Time spent serving requests, by operation; divide by operations_total for the mean latency.",
-            &per_op(&|s| load(&s.nanos) / 1e9),
-        );
-        let one = |v: f64| vec![(String::new(), v)];
-        metric(
-            "read_bytes_total",
-            "counter",
-            "Bytes returned by reads.",
-            &one(load(&self.bytes_read)),
-        );
-        metric(
-            "written_bytes_total",
-            "counter",
-            "Bytes accepted by writes.",
-            &one(load(&self.bytes_written)),
-        );
-        metric(
-            "segments_primary",
-            "gauge",
-            "Segment files in primary storage.",
-            &one(g.segments_primary as f64),
-        );
-        metric(
-            "working_set_segments",
-            "gauge",
-            "Segments the working set holds (policy).",
-            &one(g.working_set as f64),
-        );
+        type Field = fn(&OpStats) -> &AtomicU64;
+        let per_op: [(&str, &str, Field, f64); 3] = [
+            (
+                "operations_total",
+                "Requests served, by operation.",
+                |s| &s.count,
+                1.0,
+            ),
+            (
+                "operation_errors_total",
+                "Requests answered with an error, by operation.",
+                |s| &s.errors,
+                1.0,
+            ),
+            (
+                "operation_seconds_total",
+                "Time spent serving requests, by operation; divide by operations_total for the mean latency.",
+                |s| &s.nanos,
+                1e9,
+            ),
+        ];
+        for (name, help, field, divisor) in per_op {
+            let samples: Vec<(String, f64)> = OPS
+                .iter()
+                .map(|(op, op_name)| {
+                    let v = load(field(&self.ops[*op as usize])) / divisor;
+                    (format!("{{op=\"{op_name}\"}}"), v)
+                })
+                .collect();
+            metric(&mut out, name, "counter", help, &samples);
+        }
         let capacity = (g.working_set * g.segment_size) as f64;
         let live = (g.live_blocks * g.block_size) as f64;
-        metric(
-            "live_bytes",
-            "gauge",
-            "Bytes of live file data.",
-            &one(live),
-        );
-        metric(
-            "working_set_fill_ratio",
-            "gauge",
-            "Live data as a fraction of the working set's capacity.",
-            &one(if capacity > 0.0 { live / capacity } else { 0.0 }),
-        );
-        metric("inodes", "gauge", "Live inodes.", &one(g.inodes as f64));
-        metric(
-            "sync_points",
-            "gauge",
-            "Sync points in the catalog.",
-            &one(g.sync_points as f64),
-        );
-        metric(
-            "archive_lag_segments",
-            "gauge",
-            "Sealed segments beyond the working set, waiting for the archiver.",
-            &one(g.archive_lag_segments as f64),
-        );
+        let fill = if capacity > 0.0 { live / capacity } else { 0.0 };
+        let single = [
+            (
+                "read_bytes_total",
+                "counter",
+                "Bytes returned by reads.",
+                load(&self.bytes_read),
+            ),
+            (
+                "written_bytes_total",
+                "counter",
+                "Bytes accepted by writes.",
+                load(&self.bytes_written),
+            ),
+            (
+                "segments_primary",
+                "gauge",
+                "Segment files in primary storage.",
+                g.segments_primary as f64,
+            ),
+            (
+                "working_set_segments",
+                "gauge",
+                "Segments the working set holds (policy).",
+                g.working_set as f64,
+            ),
+            ("live_bytes", "gauge", "Bytes of live file data.", live),
+            (
+                "working_set_fill_ratio",
+                "gauge",
+                "Live data as a fraction of the working set's capacity.",
+                fill,
+            ),
+            ("inodes", "gauge", "Live inodes.", g.inodes as f64),
+            (
+                "sync_points",
+                "gauge",
+                "Sync points in the catalog.",
+                g.sync_points as f64,
+            ),
+            (
+                "archive_lag_segments",
+                "gauge",
+                "Sealed segments beyond the working set, waiting for the archiver.",
+                g.archive_lag_segments as f64,
+            ),
+        ];
+        for (name, kind, help, v) in single {
+            metric(&mut out, name, kind, help, &[(String::new(), v)]);
+        }
         out
+    }
+}
+
+/// Appends one metric with its help and type lines and its samples
+/// (label set, value).
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(
+        out,
+        "# HELP lsvfs_{name} {help}\n# TYPE lsvfs_{name} {kind}"
+    );
+    for (labels, v) in samples {
+        let _ = writeln!(out, "lsvfs_{name}{labels} {v}");
     }
 }
 
