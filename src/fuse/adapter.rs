@@ -11,7 +11,7 @@ use super::handles::{Handle, Handles};
 use super::reply::{self, TTL, errno, file_attr, time_or_now, xattr_names};
 use super::route::{Route, route};
 use super::sync_points::Views;
-use crate::control::{Metrics, Op};
+use crate::control_files::{Metrics, Op};
 use crate::format::InodeAttrs;
 use crate::fs::{Entry, Fs, FsError, FsResult, SetAttrs, XattrMode, opens_for_writing};
 use crate::volume::ROOT_INO;

@@ -8,7 +8,7 @@ use super::adapter::Adapter;
 use super::control_nodes::ControlNode;
 use super::reply::errno;
 use super::route::{Route, route};
-use crate::control::Op;
+use crate::control_files::Op;
 use crate::format::InodeAttrs;
 use crate::fs::{FsError, FsResult, Owner, RenameMode, kind_of_mode};
 use crate::volume::ROOT_INO;

@@ -3,7 +3,7 @@
 //! and the sync-point file's write.
 
 use super::reply::{TTL, file_attr};
-use crate::control::{
+use crate::control_files::{
     self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
     SYNC_POINTS_DIR,
 };
@@ -228,7 +228,7 @@ impl Control {
         let ControlHandle::SyncPoint(answer) = handle else {
             return reply.error(Errno::EBADF);
         };
-        let label = match control::parse_label(data) {
+        let label = match control_files::parse_label(data) {
             Ok(l) => l,
             Err(e) => {
                 log::info!("sync point refused: {e}");
@@ -242,7 +242,7 @@ impl Control {
                 self.metrics.record(Op::SyncPoint, start.elapsed(), true);
                 log::info!("sync point {} ({label:?}) for {requester}", p.info.id);
                 *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
-                    line: control::answer(&p).into_bytes(),
+                    line: control_files::answer(&p).into_bytes(),
                     read: 0,
                 };
                 reply.written(data.len() as u32);

@@ -13,7 +13,7 @@ mod route;
 mod sync_points;
 mod view_adapter;
 
-use crate::control::Metrics;
+use crate::control_files::Metrics;
 use crate::fs::Fs;
 use crate::volume::Volume;
 use adapter::Adapter;
