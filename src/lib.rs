@@ -7,7 +7,7 @@
 
 pub mod archive;
 pub mod cli;
-pub mod control;
+pub mod control_files;
 pub mod disk;
 pub mod error;
 pub mod format;

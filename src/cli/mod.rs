@@ -334,7 +334,7 @@ fn dispatch(command: Command) -> Result<()> {
 }
 
 fn status(path: &Path, json: bool) -> Result<()> {
-    use crate::control::{CONTROL_DIR, STATUS_FILE};
+    use crate::control_files::{CONTROL_DIR, STATUS_FILE};
     let volume = sync_point::volume_of(path)?;
     let mounted = crate::fuse::mounts()
         .into_iter()

@@ -249,7 +249,7 @@ pub fn unmount(mountpoint: &Path, lazy: bool) -> Result<()> {
 /// storage. Gives up, saying so, when the backing store fails or nothing
 /// moves for a minute: the archiver resumes at the next mount.
 fn drain(mountpoint: &Path) {
-    use crate::control::{CONTROL_DIR, STATUS_FILE};
+    use crate::control_files::{CONTROL_DIR, STATUS_FILE};
     let file = mountpoint.join(CONTROL_DIR).join(STATUS_FILE);
     let read = || -> Option<crate::status::Status> {
         serde_json::from_str(&std::fs::read_to_string(&file).ok()?).ok()

@@ -3,7 +3,7 @@
 
 use super::Usage;
 use crate::Volume;
-use crate::control::{CONTROL_DIR, SYNC_POINT_FILE};
+use crate::control_files::{CONTROL_DIR, SYNC_POINT_FILE};
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -31,7 +31,7 @@ pub fn take(mountpoint: &Path, label: &str, flush: bool) -> Result<()> {
         }
         Some(_) => {}
     }
-    if let Err(e) = crate::control::parse_label(label.as_bytes()) {
+    if let Err(e) = crate::control_files::parse_label(label.as_bytes()) {
         return Err(Usage(format!("invalid label: {e}")).into());
     }
     let root = std::fs::File::open(&abs)

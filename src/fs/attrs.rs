@@ -26,6 +26,18 @@ pub enum XattrMode {
     Replace,
 }
 
+impl XattrMode {
+    /// The mode setxattr(2)'s `flags` ask for; both flags or others: EINVAL.
+    pub fn from_flags(flags: i32) -> FsResult<XattrMode> {
+        match flags {
+            0 => Ok(XattrMode::Any),
+            libc::XATTR_CREATE => Ok(XattrMode::Create),
+            libc::XATTR_REPLACE => Ok(XattrMode::Replace),
+            _ => Err(FsError::Invalid("setxattr flags")),
+        }
+    }
+}
+
 impl Fs {
     /// Applies `set` as one atomic change; ctime becomes now, and mtime too
     /// when the size changes and no mtime is given.
@@ -81,16 +93,11 @@ impl Fs {
     }
 
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
-        self.getattr(ino)?;
-        self.volume
-            .tree()
-            .getxattr(ino, name)?
-            .ok_or(FsError::NoAttr)
+        self.queries().getxattr(ino, name)
     }
 
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<Vec<u8>>> {
-        self.getattr(ino)?;
-        Ok(self.volume.tree().xattr_names(ino))
+        self.queries().listxattr(ino)
     }
 
     pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], mode: XattrMode) -> FsResult<()> {

@@ -5,17 +5,11 @@ use super::*;
 
 impl Fs {
     fn file_attrs(&self, ino: u64) -> FsResult<InodeAttrs> {
-        let a = self.getattr(ino)?;
-        match a.kind {
-            FileKind::Regular => Ok(a),
-            FileKind::Directory => Err(FsError::IsDir),
-            _ => Err(FsError::Invalid("not a regular file")),
-        }
+        self.queries().file_attrs(ino)
     }
 
     pub fn read(&self, ino: u64, offset: u64, len: usize) -> FsResult<Vec<u8>> {
-        let attrs = self.file_attrs(ino)?;
-        Ok(self.volume.tree().read(ino, offset, len, attrs.size)?)
+        self.queries().read(ino, offset, len)
     }
 
     /// Writes `data` at `offset`; holes before it read as zeros.

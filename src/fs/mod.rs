@@ -13,19 +13,24 @@ mod attrs;
 mod data;
 mod deleted;
 mod namespace;
+mod queries;
+mod view_fs;
 
 pub use attrs::{SetAttrs, XattrMode};
-pub use namespace::RenameMode;
+pub use namespace::{RenameMode, kind_of_mode};
+pub use queries::Queries;
+pub use view_fs::ViewFs;
 
 use crate::error::Error;
 use crate::format::record::NAME_MAX;
 use crate::format::segment::block_cost;
 use crate::format::{FileKind, InodeAttrs, Record, Timestamp};
+use crate::index::Index;
 use crate::log::writer::group_max;
 use crate::sync::lock;
 use crate::volume::{ROOT_INO, Volume};
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use thiserror::Error;
 
 const STRIPES: usize = 64;
@@ -60,6 +65,9 @@ pub enum FsError {
     Access,
     #[error("operation not supported: {0}")]
     Unsupported(&'static str),
+    /// A change to a view, or to a volume mounted read-only.
+    #[error("read-only file system")]
+    ReadOnly,
     #[error(transparent)]
     Engine(#[from] Error),
 }
@@ -81,6 +89,7 @@ impl FsError {
             FsError::AttrTooBig => libc::E2BIG,
             FsError::Access => libc::EACCES,
             FsError::Unsupported(_) => libc::EOPNOTSUPP,
+            FsError::ReadOnly => libc::EROFS,
             FsError::Engine(e) => match e {
                 // A request the engine judged malformed is the caller's mistake.
                 Error::Invalid(_) => libc::EINVAL,
@@ -153,7 +162,14 @@ pub struct FsStats {
     pub blocks: u64,
     pub blocks_free: u64,
     pub files: u64,
+    pub files_free: u64,
     pub name_max: u32,
+}
+
+/// Whether open(2) `flags` ask to change the file (write access or
+/// O_TRUNC), which a read-only mount or a view refuses.
+pub fn opens_for_writing(flags: i32) -> bool {
+    flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
 }
 
 fn check_name(name: &[u8]) -> FsResult<()> {
@@ -206,44 +222,34 @@ impl Fs {
         idx.into_iter().map(|i| lock(&self.stripes[i])).collect()
     }
 
+    fn queries(&self) -> Queries<'_, RwLock<Index>> {
+        Queries(self.volume.tree())
+    }
+
     pub fn getattr(&self, ino: u64) -> FsResult<InodeAttrs> {
-        self.volume.tree().getattr(ino)?.ok_or(FsError::NotFound)
+        self.queries().getattr(ino)
     }
 
     fn dir_attrs(&self, ino: u64) -> FsResult<InodeAttrs> {
-        let a = self.getattr(ino)?;
-        if a.kind != FileKind::Directory {
-            return Err(FsError::NotDir);
-        }
-        Ok(a)
+        self.queries().dir_attrs(ino)
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<(u64, InodeAttrs)> {
-        self.dir_attrs(parent)?;
-        if name.len() > NAME_MAX {
-            return Err(FsError::NameTooLong);
-        }
-        let e = self
-            .volume
-            .tree()
-            .lookup(parent, name)
-            .ok_or(FsError::NotFound)?;
-        Ok((e.child, self.getattr(e.child)?))
+        self.queries().lookup(parent, name)
     }
 
+    /// The entries of directory `ino` in name order, without `.` and `..`.
     pub fn readdir(&self, ino: u64) -> FsResult<Vec<Entry>> {
-        self.dir_attrs(ino)?;
-        Ok(self
-            .volume
-            .tree()
-            .list_dir(ino, None)
-            .into_iter()
-            .map(|(name, e)| Entry {
-                name,
-                ino: e.child,
-                kind: e.kind,
-            })
-            .collect())
+        self.queries().readdir(ino)
+    }
+
+    /// `.`, `..` and the entries of directory `ino`.
+    pub fn listing(&self, ino: u64) -> FsResult<Vec<Entry>> {
+        self.queries().listing(ino)
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        self.queries().readlink(ino)
     }
 
     /// Makes everything durable.
@@ -262,6 +268,8 @@ impl Fs {
             blocks,
             blocks_free: blocks.saturating_sub(stats.used_blocks),
             files: stats.inodes,
+            // Inode numbers are 64 bits and never reused: no limit to show.
+            files_free: u64::MAX / 2,
             name_max: NAME_MAX as u32,
         }
     }

@@ -26,6 +26,32 @@ pub enum RenameMode {
     Exchange,
 }
 
+impl RenameMode {
+    /// The mode renameat2(2)'s `flags` ask for; both flags or others: EINVAL.
+    pub fn from_flags(flags: u32) -> FsResult<RenameMode> {
+        match flags {
+            0 => Ok(RenameMode::Replace),
+            libc::RENAME_NOREPLACE => Ok(RenameMode::NoReplace),
+            libc::RENAME_EXCHANGE => Ok(RenameMode::Exchange),
+            _ => Err(FsError::Invalid("rename flags")),
+        }
+    }
+}
+
+/// The kind of file a mknod(2) `mode` names (no type bits: a regular file).
+pub fn kind_of_mode(mode: u32) -> FsResult<FileKind> {
+    Ok(match mode & libc::S_IFMT {
+        libc::S_IFREG | 0 => FileKind::Regular,
+        libc::S_IFDIR => FileKind::Directory,
+        libc::S_IFLNK => FileKind::Symlink,
+        libc::S_IFIFO => FileKind::Fifo,
+        libc::S_IFSOCK => FileKind::Socket,
+        libc::S_IFCHR => FileKind::CharDevice,
+        libc::S_IFBLK => FileKind::BlockDevice,
+        _ => return Err(FsError::Invalid("file type")),
+    })
+}
+
 impl Fs {
     /// Counts an open handle on `ino`.
     pub fn open(&self, ino: u64) -> FsResult<InodeAttrs> {

@@ -1,149 +1,49 @@
-//! The fuser `Filesystem` implementation: translates requests into calls on
-//! [`Fs`] and errors into errno, serves the `.lsvfs/` control files, and
-//! counts every request in the metrics. No POSIX decision is made here.
+//! The fuser `Filesystem` of the live mount. Each callback routes its
+//! inode once ([`Route`]) to the live volume ([`Fs`]), a `.lsvfs/` control
+//! node or a view in `.lsvfs/sync-points/`, calls it and answers; requests
+//! to the volume are counted in the metrics. No POSIX decision is made
+//! here; where changes are refused before the volume sees them is in
+//! `changes.rs`.
 
-use super::control::{Control, ControlHandle, ControlNode, SYNC_POINTS_INO};
-use super::view::VIEW_TTL;
-use super::views::{self, Views};
-use crate::control::{Metrics, Op};
-use crate::format::{FileKind, InodeAttrs, Timestamp};
-use crate::fs::{Entry, Fs, FsError, Owner, RenameMode, SetAttrs, XattrMode};
+use super::changes::owner;
+use super::control_nodes::{Control, ControlNode, SYNC_POINTS_INO};
+use super::handles::{Handle, Handles};
+use super::reply::{self, TTL, errno, file_attr, time_or_now, xattr_names};
+use super::route::{Route, route};
+use super::sync_points::Views;
+use crate::control_files::{Metrics, Op};
+use crate::format::InodeAttrs;
+use crate::fs::{Entry, Fs, FsError, FsResult, SetAttrs, XattrMode, opens_for_writing};
 use crate::volume::ROOT_INO;
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
     KernelConfig, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
     ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow,
 };
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
-/// How long the kernel may cache attributes and names. Every change goes
-/// through this mount, so the caches are only as stale as this process's
-/// own answers; one second bounds what another writer of the same volume
-/// (there is none while mounted) could leave behind.
-const TTL: Duration = Duration::from_secs(1);
 const MAX_WRITE: u32 = 1 << 20;
 
-/// What an open handle refers to.
-enum Handle {
-    File(u64),
-    /// A directory listing taken at opendir; offsets index into it, so
-    /// they stay valid however the directory changes.
-    Dir(Vec<Entry>),
-    Control(ControlHandle),
-}
-
 pub struct Adapter {
-    fs: Arc<Fs>,
-    control: Control,
+    pub(super) fs: Arc<Fs>,
+    pub(super) control: Control,
     views: Views,
-    metrics: Arc<Metrics>,
-    handles: Mutex<HashMap<u64, Handle>>,
-    next_fh: AtomicU64,
-    read_only: bool,
+    pub(super) metrics: Arc<Metrics>,
+    handles: Handles,
+    pub(super) read_only: bool,
     /// Tests only (`LSVFS_TEST_WRITEBACK_DELAY_MS`): how long each write
     /// of the kernel's writeback waits before it is served, so that tests
     /// can show what a flush must wait for.
-    writeback_delay: Option<std::time::Duration>,
+    pub(super) writeback_delay: Option<Duration>,
 }
 
 /// The environment variable that sets [`Adapter::writeback_delay`].
 pub const WRITEBACK_DELAY_ENV: &str = "LSVFS_TEST_WRITEBACK_DELAY_MS";
-
-fn errno(e: &FsError) -> Errno {
-    Errno::from_i32(e.errno())
-}
-
-pub(super) fn file_type(k: FileKind) -> FileType {
-    match k {
-        FileKind::Regular => FileType::RegularFile,
-        FileKind::Directory => FileType::Directory,
-        FileKind::Symlink => FileType::Symlink,
-        FileKind::Fifo => FileType::NamedPipe,
-        FileKind::Socket => FileType::Socket,
-        FileKind::CharDevice => FileType::CharDevice,
-        FileKind::BlockDevice => FileType::BlockDevice,
-    }
-}
-
-fn kind_of_mode(mode: u32) -> Option<FileKind> {
-    Some(match mode & libc::S_IFMT {
-        libc::S_IFREG | 0 => FileKind::Regular,
-        libc::S_IFDIR => FileKind::Directory,
-        libc::S_IFLNK => FileKind::Symlink,
-        libc::S_IFIFO => FileKind::Fifo,
-        libc::S_IFSOCK => FileKind::Socket,
-        libc::S_IFCHR => FileKind::CharDevice,
-        libc::S_IFBLK => FileKind::BlockDevice,
-        _ => return None,
-    })
-}
-
-fn system_time(t: Timestamp) -> SystemTime {
-    if t.sec >= 0 {
-        UNIX_EPOCH + Duration::new(t.sec as u64, t.nsec)
-    } else {
-        UNIX_EPOCH - Duration::from_secs(t.sec.unsigned_abs()) + Duration::from_nanos(t.nsec as u64)
-    }
-}
-
-fn timestamp(t: SystemTime) -> Timestamp {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => Timestamp {
-            sec: d.as_secs() as i64,
-            nsec: d.subsec_nanos(),
-        },
-        Err(e) => {
-            let d = e.duration();
-            let (mut sec, mut nsec) = (-(d.as_secs() as i64), d.subsec_nanos());
-            if nsec > 0 {
-                sec -= 1;
-                nsec = 1_000_000_000 - nsec;
-            }
-            Timestamp { sec, nsec }
-        }
-    }
-}
-
-fn time_or_now(t: Option<TimeOrNow>) -> Option<Timestamp> {
-    t.map(|t| match t {
-        TimeOrNow::SpecificTime(t) => timestamp(t),
-        TimeOrNow::Now => Timestamp::now(),
-    })
-}
-
-pub(super) fn file_attr(ino: u64, a: &InodeAttrs, block_size: u32) -> FileAttr {
-    FileAttr {
-        ino: INodeNo(ino),
-        size: a.size,
-        blocks: a.size.div_ceil(512),
-        atime: system_time(a.atime),
-        mtime: system_time(a.mtime),
-        ctime: system_time(a.ctime),
-        crtime: system_time(a.crtime),
-        kind: file_type(a.kind),
-        perm: a.mode as u16,
-        nlink: a.nlink,
-        uid: a.uid,
-        gid: a.gid,
-        rdev: a.rdev,
-        blksize: block_size,
-        flags: 0,
-    }
-}
-
-fn owner(req: &Request) -> Owner {
-    Owner {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
-}
 
 impl Adapter {
     pub fn new(fs: Arc<Fs>, control: Control, metrics: Arc<Metrics>, read_only: bool) -> Self {
@@ -152,107 +52,113 @@ impl Adapter {
             fs,
             control,
             metrics,
-            handles: Mutex::new(HashMap::new()),
-            next_fh: AtomicU64::new(1),
+            handles: Handles::default(),
             read_only,
             writeback_delay: std::env::var(WRITEBACK_DELAY_ENV)
                 .ok()
                 .and_then(|ms| ms.parse().ok())
-                .map(std::time::Duration::from_millis),
+                .map(Duration::from_millis),
         }
-    }
-
-    fn handles(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Handle>> {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn add_handle(&self, h: Handle) -> FileHandle {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        self.handles().insert(fh, h);
-        FileHandle(fh)
-    }
-
-    fn attr(&self, ino: u64, a: &InodeAttrs) -> FileAttr {
-        file_attr(ino, a, self.fs.volume().policy().block_size as u32)
     }
 
     /// Runs `f`, records it in the metrics, and turns its error into errno.
-    fn timed<T>(&self, op: Op, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, Errno> {
+    pub(super) fn timed<T>(&self, op: Op, f: impl FnOnce() -> FsResult<T>) -> Result<T, Errno> {
         let start = Instant::now();
         let r = f();
         self.metrics.record(op, start.elapsed(), r.is_ok());
-        r.map_err(|e| {
-            if let FsError::Engine(err) = &e {
-                log::error!("{err}");
+        r.map_err(errno)
+    }
+
+    fn attr(&self, ino: u64, a: &InodeAttrs) -> (Duration, FileAttr) {
+        let block_size = self.fs.volume().policy().block_size as u32;
+        (TTL, file_attr(ino, a, block_size))
+    }
+
+    /// The attributes of any inode of the mount.
+    fn attr_of(&self, ino: u64) -> Result<(Duration, FileAttr), Errno> {
+        match route(ino) {
+            Route::Live(ino) => self
+                .timed(Op::Getattr, || self.fs.getattr(ino))
+                .map(|a| self.attr(ino, &a)),
+            Route::Control(node) => Ok((TTL, self.control.attr(node))),
+            Route::Label(id) => self.views.label_attr(id),
+            Route::View { id, ino } => self.views.get(id)?.attr(ino),
+        }
+    }
+
+    fn lookup_in(&self, req: &Request, parent: u64, name: &[u8]) -> LookupResult {
+        match route(parent) {
+            Route::Live(ROOT_INO) if self.control.is_control_name(name) => {
+                self.control.entry(req, ControlNode::Dir)
             }
-            errno(&e)
-        })
-    }
-
-    /// A change: refused on a read-only mount, else timed like any request.
-    fn change<T>(&self, op: Op, f: impl FnOnce() -> Result<T, FsError>) -> Result<T, Errno> {
-        self.writable()?;
-        self.timed(op, f)
-    }
-
-    fn writable(&self) -> Result<(), Errno> {
-        if self.read_only {
-            Err(Errno::EROFS)
-        } else {
-            Ok(())
+            Route::Live(p) => self
+                .timed(Op::Lookup, || self.fs.lookup(p, name))
+                .map(|(ino, a)| self.attr(ino, &a)),
+            Route::Control(ControlNode::SyncPoints) => {
+                self.control.check_access(req)?;
+                self.views.lookup(name)
+            }
+            Route::Control(node) => match self.control.lookup(node, name) {
+                Some(child) => self.control.entry(req, child),
+                None => Err(errno(FsError::NotFound)),
+            },
+            Route::Label(_) => Err(Errno::EINVAL),
+            Route::View { id, ino } => self.views.get(id)?.lookup(ino, name),
         }
     }
 
-    /// Changes inside `.lsvfs/sync-points` are refused: views are read-only.
-    fn outside_views(&self, inos: &[INodeNo]) -> Result<(), Errno> {
-        match inos
-            .iter()
-            .any(|i| i.0 == SYNC_POINTS_INO || views::decode(i.0).is_some())
-        {
-            true => Err(Errno::EROFS),
-            false => Ok(()),
+    /// What opendir of `ino` lists: `.`, `..` and the entries.
+    fn listing(&self, req: &Request, ino: u64) -> Result<Vec<Entry>, Errno> {
+        match route(ino) {
+            Route::Live(ino) => self.timed(Op::Readdir, || self.fs.listing(ino)),
+            Route::Control(node) => {
+                self.control.check_access(req)?;
+                let mut list = self.control.list(node);
+                if node == ControlNode::SyncPoints {
+                    list.extend(self.views.listing());
+                }
+                Ok(list)
+            }
+            Route::Label(_) => Err(Errno::EINVAL),
+            Route::View { id, ino } => self.views.get(id)?.listing(ino),
         }
     }
 
-    /// Names in the root that belong to the control directory.
-    fn reserved(&self, parent: INodeNo, name: &OsStr) -> Result<(), Errno> {
-        if parent.0 == ROOT_INO && self.control.is_control_name(name.as_bytes()) {
-            return Err(Errno::EEXIST);
+    fn open_file(&self, req: &Request, ino: u64, flags: OpenFlags) -> OpenResult {
+        match route(ino) {
+            Route::Live(ino) => {
+                if opens_for_writing(flags.0) {
+                    self.writable()?;
+                }
+                self.timed(Op::Open, || self.fs.open(ino))?;
+                let fh = self.handles.add(Handle::File(ino));
+                Ok((fh, FopenFlags::FOPEN_KEEP_CACHE))
+            }
+            Route::Control(node) => {
+                let h = self.control.open(req, node)?;
+                let flags = h.open_flags();
+                Ok((self.handles.add(Handle::Control(h)), flags))
+            }
+            Route::Label(_) => Err(Errno::EINVAL),
+            Route::View { id, ino } => self.views.get(id)?.open(ino, flags),
         }
-        Ok(())
     }
 
-    fn entry(&self, reply: ReplyEntry, r: Result<(u64, InodeAttrs), Errno>) {
-        match r {
-            Ok((ino, a)) => reply.entry(&TTL, &self.attr(ino, &a), Generation(0)),
-            Err(e) => reply.error(e),
+    fn access_live(&self, req: &Request, ino: u64, mask: u32) -> Result<(), Errno> {
+        if mask & libc::W_OK as u32 != 0 {
+            self.writable()?;
         }
-    }
-
-    fn make_node(
-        &self,
-        req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        mode: u32,
-        umask: u32,
-        rdev: u32,
-    ) -> Result<(u64, InodeAttrs), Errno> {
-        self.outside_views(&[parent])?;
-        self.reserved(parent, name)?;
-        let kind = kind_of_mode(mode).ok_or(Errno::EINVAL)?;
-        self.change(Op::Create, || {
-            self.fs.mknod(
-                parent.0,
-                name.as_bytes(),
-                kind,
-                mode & !umask & 0o7777,
-                owner(req),
-                rdev,
-            )
+        let groups = super::groups_of(req.pid(), req.gid());
+        self.timed(Op::Getattr, || {
+            self.fs.access(ino, req.uid(), &groups, mask)
         })
     }
 }
+
+/// An inode's attributes and how long the kernel may keep them.
+type LookupResult = Result<(Duration, FileAttr), Errno>;
+/// A new handle and how the kernel is to use it.
+type OpenResult = Result<(FileHandle, FopenFlags), Errno>;
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
@@ -282,55 +188,19 @@ impl Filesystem for Adapter {
     }
 
     /// The kernel dropped the inode: a deleted one is forgotten for good
-    /// (live, view and control inodes need nothing).
+    /// (view and control inodes need nothing).
     fn forget(&self, _req: &Request, ino: INodeNo, _nlookup: u64) {
-        self.fs.forget(ino.0);
+        if let Route::Live(ino) = route(ino.0) {
+            self.fs.forget(ino);
+        }
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        let in_view = match parent.0 {
-            SYNC_POINTS_INO => Some(
-                self.control
-                    .check_access(req)
-                    .and_then(|_| self.views.lookup(name.as_bytes())),
-            ),
-            p if views::decode(p).is_some() => Some(
-                self.views
-                    .node(p)
-                    .and_then(|(v, local)| v.lookup(local, name.as_bytes())),
-            ),
-            _ => None,
-        };
-        if let Some(r) = in_view {
-            return match r {
-                Ok(attr) => reply.entry(&VIEW_TTL, &attr, Generation(0)),
-                Err(e) => reply.error(e),
-            };
-        }
-        if let Some(node) = self.control.lookup(parent.0, name.as_bytes()) {
-            return match self.control.check_access(req) {
-                Ok(()) => reply.entry(&TTL, &self.control.attr(node), Generation(0)),
-                Err(e) => reply.error(e),
-            };
-        }
-        let r = self.timed(Op::Lookup, || self.fs.lookup(parent.0, name.as_bytes()));
-        self.entry(reply, r);
+        reply::entry(reply, self.lookup_in(req, parent.0, name.as_bytes()));
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        if let Some(node) = self.control.node(ino.0) {
-            return reply.attr(&TTL, &self.control.attr(node));
-        }
-        if views::decode(ino.0).is_some() {
-            return match self.views.getattr(ino.0) {
-                Ok(attr) => reply.attr(&VIEW_TTL, &attr),
-                Err(e) => reply.error(e),
-            };
-        }
-        match self.timed(Op::Getattr, || self.fs.getattr(ino.0)) {
-            Ok(a) => reply.attr(&TTL, &self.attr(ino.0, &a)),
-            Err(e) => reply.error(e),
-        }
+        reply::attr(reply, self.attr_of(ino.0));
     }
 
     fn setattr(
@@ -351,16 +221,6 @@ impl Filesystem for Adapter {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        if let Some(node) = self.control.node(ino.0) {
-            // Truncating a control file on open (O_TRUNC) is harmless.
-            return match (mode, uid, gid) {
-                (None, None, None) => reply.attr(&TTL, &self.control.attr(node)),
-                _ => reply.error(Errno::EPERM),
-            };
-        }
-        if let Err(e) = self.outside_views(&[ino]) {
-            return reply.error(e);
-        }
         let set = SetAttrs {
             mode,
             uid,
@@ -369,24 +229,29 @@ impl Filesystem for Adapter {
             atime: time_or_now(atime),
             mtime: time_or_now(mtime),
         };
-        match self.change(Op::Setattr, || self.fs.setattr(ino.0, &set)) {
-            Ok(a) => reply.attr(&TTL, &self.attr(ino.0, &a)),
-            Err(e) => reply.error(e),
-        }
+        let r = match route(ino.0) {
+            // Truncating a control file on open (O_TRUNC) is harmless.
+            Route::Control(node) if (mode, uid, gid) == (None, None, None) => {
+                Ok((TTL, self.control.attr(node)))
+            }
+            Route::Control(_) => Err(Errno::EPERM),
+            to => self
+                .changed(to)
+                .and_then(|ino| self.timed(Op::Setattr, || self.fs.setattr(ino, &set)))
+                .map(|a| self.attr(ino.0, &a)),
+        };
+        reply::attr(reply, r);
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        if views::decode(ino.0).is_some() {
-            return match self.views.readlink(ino.0) {
-                Ok(target) => reply.data(&target),
-                Err(e) => reply.error(e),
-            };
-        }
-        match self.timed(Op::Getattr, || self.fs.getattr(ino.0)) {
-            Ok(a) if a.kind == FileKind::Symlink => reply.data(&a.target),
-            Ok(_) => reply.error(Errno::EINVAL),
-            Err(e) => reply.error(e),
-        }
+        let r = match route(ino.0) {
+            Route::Live(ino) => self.timed(Op::Getattr, || self.fs.readlink(ino)),
+            // Not a symlink.
+            Route::Control(_) => Err(Errno::EINVAL),
+            Route::Label(id) => self.views.label_target(id),
+            Route::View { id, ino } => self.views.get(id).and_then(|v| v.readlink(ino)),
+        };
+        reply::data(reply, r);
     }
 
     fn mknod(
@@ -399,8 +264,8 @@ impl Filesystem for Adapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.make_node(req, parent, name, mode, umask, rdev);
-        self.entry(reply, r);
+        let r = self.make_node(req, parent.0, name.as_bytes(), mode, umask, rdev);
+        reply::entry(reply, r.map(|(ino, a)| self.attr(ino, &a)));
     }
 
     fn mkdir(
@@ -412,22 +277,19 @@ impl Filesystem for Adapter {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.make_node(req, parent, name, mode | libc::S_IFDIR, umask, 0);
-        self.entry(reply, r);
+        let mode = mode | libc::S_IFDIR;
+        let r = self.make_node(req, parent.0, name.as_bytes(), mode, umask, 0);
+        reply::entry(reply, r.map(|(ino, a)| self.attr(ino, &a)));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .outside_views(&[parent])
-            .and_then(|_| self.change(Op::Remove, || self.fs.unlink(parent.0, name.as_bytes())));
-        empty(reply, r);
+        let r = self.change(parent.0, Op::Remove, |p| self.fs.unlink(p, name.as_bytes()));
+        reply::empty(reply, r);
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .outside_views(&[parent])
-            .and_then(|_| self.change(Op::Remove, || self.fs.rmdir(parent.0, name.as_bytes())));
-        empty(reply, r);
+        let r = self.change(parent.0, Op::Remove, |p| self.fs.rmdir(p, name.as_bytes()));
+        reply::empty(reply, r);
     }
 
     fn symlink(
@@ -438,17 +300,11 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .outside_views(&[parent])
-            .and_then(|_| self.reserved(parent, link_name))
-            .and_then(|_| {
-                self.change(Op::Create, || {
-                    let target = target.as_os_str().as_bytes();
-                    self.fs
-                        .symlink(parent.0, link_name.as_bytes(), target, owner(req))
-                })
-            });
-        self.entry(reply, r);
+        let (name, target) = (link_name.as_bytes(), target.as_os_str().as_bytes());
+        let r = self.name(parent.0, name, Op::Create, |p| {
+            self.fs.symlink(p, name, target, owner(req))
+        });
+        reply::entry(reply, r.map(|(ino, a)| self.attr(ino, &a)));
     }
 
     fn rename(
@@ -461,25 +317,11 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let mode = if flags.contains(RenameFlags::RENAME_EXCHANGE) {
-            RenameMode::Exchange
-        } else if flags.contains(RenameFlags::RENAME_NOREPLACE) {
-            RenameMode::NoReplace
-        } else if flags.is_empty() {
-            RenameMode::Replace
-        } else {
-            return reply.error(Errno::EINVAL);
-        };
-        let r = self
-            .outside_views(&[parent, newparent])
-            .and_then(|_| self.reserved(newparent, newname))
-            .and_then(|_| {
-                self.change(Op::Rename, || {
-                    let (from, to) = (name.as_bytes(), newname.as_bytes());
-                    self.fs.rename(parent.0, from, newparent.0, to, mode)
-                })
-            });
-        empty(reply, r);
+        let (from, to) = (
+            (parent.0, name.as_bytes()),
+            (newparent.0, newname.as_bytes()),
+        );
+        reply::empty(reply, self.move_entry(from, to, flags.bits()));
     }
 
     fn link(
@@ -490,59 +332,16 @@ impl Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let r = self
-            .outside_views(&[ino, newparent])
-            .and_then(|_| self.reserved(newparent, newname))
-            .and_then(|_| {
-                self.change(Op::Link, || {
-                    self.fs.link(ino.0, newparent.0, newname.as_bytes())
-                })
-            })
-            .map(|a| (ino.0, a));
-        self.entry(reply, r);
+        let name = newname.as_bytes();
+        let r = self.changed(route(ino.0)).and_then(|ino| {
+            let a = self.name(newparent.0, name, Op::Link, |p| self.fs.link(ino, p, name))?;
+            Ok(self.attr(ino, &a))
+        });
+        reply::entry(reply, r);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        if let Some(node) = self.control.node(ino.0) {
-            return match self.control.open(req, node) {
-                Ok(h) => {
-                    // Snapshots read by offset, so they seek (`head` seeks
-                    // back); the sync-point file reads by its own cursor.
-                    let flags = match h {
-                        ControlHandle::SyncPoint(_) => {
-                            FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE
-                        }
-                        ControlHandle::Snapshot(_) => FopenFlags::FOPEN_DIRECT_IO,
-                    };
-                    let fh = self.add_handle(Handle::Control(h));
-                    reply.opened(fh, flags)
-                }
-                Err(e) => reply.error(e),
-            };
-        }
-        if views::decode(ino.0).is_some() {
-            // fh 0 is no handle: release has nothing to close.
-            return match self
-                .views
-                .node(ino.0)
-                .and_then(|(v, local)| v.open(local, flags))
-            {
-                Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
-                Err(e) => reply.error(e),
-            };
-        }
-        let wants_write =
-            flags.0 & libc::O_ACCMODE != libc::O_RDONLY || flags.0 & libc::O_TRUNC != 0;
-        if wants_write && let Err(e) = self.writable() {
-            return reply.error(e);
-        }
-        match self.timed(Op::Open, || self.fs.open(ino.0)) {
-            Ok(_) => reply.opened(
-                self.add_handle(Handle::File(ino.0)),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            ),
-            Err(e) => reply.error(e),
-        }
+        reply::opened(reply, self.open_file(req, ino.0, flags));
     }
 
     fn read(
@@ -556,30 +355,15 @@ impl Filesystem for Adapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyData,
     ) {
-        if self.control.node(ino.0).is_some() {
-            let handles = self.handles();
-            return match handles.get(&fh.0) {
-                Some(Handle::Control(h)) => reply.data(&h.read(offset, size)),
-                _ => reply.error(Errno::EBADF),
-            };
-        }
-        if views::decode(ino.0).is_some() {
-            return match self
-                .views
-                .node(ino.0)
-                .and_then(|(v, local)| v.read(local, offset, size))
-            {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(e),
-            };
-        }
-        match self.timed(Op::Read, || self.fs.read(ino.0, offset, size as usize)) {
-            Ok(data) => {
-                self.metrics.read_bytes(data.len());
-                reply.data(&data)
-            }
-            Err(e) => reply.error(e),
-        }
+        let r = match route(ino.0) {
+            Route::Live(ino) => self
+                .timed(Op::Read, || self.fs.read(ino, offset, size as usize))
+                .inspect(|data| self.metrics.read_bytes(data.len())),
+            Route::Control(_) => self.handles.control(fh).map(|h| h.read(offset, size)),
+            Route::Label(_) => Err(Errno::EINVAL),
+            Route::View { id, ino } => self.views.get(id).and_then(|v| v.read(ino, offset, size)),
+        };
+        reply::data(reply, r);
     }
 
     fn write(
@@ -594,26 +378,18 @@ impl Filesystem for Adapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
-        if self.control.node(ino.0).is_some() {
-            let handle = match self.handles().get(&fh.0) {
-                Some(Handle::Control(h)) => h.clone(),
-                _ => return reply.error(Errno::EBADF),
-            };
-            return self.control.write(req, &handle, data, reply);
-        }
-        let cached = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
-        if let Some(delay) = self.writeback_delay.filter(|_| cached) {
-            std::thread::sleep(delay);
-        }
-        let r = self.change(Op::Write, || match cached {
-            true => self.fs.write_cached(ino.0, offset, data),
-            false => self.fs.write(ino.0, offset, data),
-        });
-        match r {
-            Ok(n) => {
-                self.metrics.written_bytes(n);
-                reply.written(n as u32)
+        let r = match route(ino.0) {
+            Route::Control(_) => match self.handles.control(fh) {
+                Ok(handle) => return self.control.write(req, &handle, data, reply),
+                Err(e) => Err(e),
+            },
+            _ => {
+                let cached = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
+                self.write_data(ino.0, offset, data, cached)
             }
+        };
+        match r {
+            Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }
     }
@@ -640,11 +416,11 @@ impl Filesystem for Adapter {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let handle = self.handles().remove(&fh.0);
-        match handle {
-            Some(Handle::File(ino)) => empty(reply, self.timed(Op::Open, || self.fs.release(ino))),
-            _ => reply.ok(),
-        }
+        let r = match self.handles.remove(fh) {
+            Some(Handle::File(ino)) => self.timed(Op::Open, || self.fs.release(ino)),
+            _ => Ok(()),
+        };
+        reply::empty(reply, r);
     }
 
     fn fsync(
@@ -655,56 +431,18 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        if self.control.node(ino.0).is_some() {
-            return reply.ok();
-        }
-        empty(reply, self.timed(Op::Fsync, || self.fs.fsync()));
+        let r = match route(ino.0) {
+            Route::Live(_) => self.timed(Op::Fsync, || self.fs.fsync()),
+            // Control nodes keep nothing; views are durable already.
+            Route::Control(_) | Route::Label(_) | Route::View { .. } => Ok(()),
+        };
+        reply::empty(reply, r);
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        if let Some(node) = self.control.node(ino.0) {
-            return match self.control.check_access(req) {
-                Ok(()) => {
-                    let mut list = self.control.list(node);
-                    if node == ControlNode::SyncPoints {
-                        list.extend(self.views.listing());
-                    }
-                    reply.opened(self.add_handle(Handle::Dir(list)), FopenFlags::empty())
-                }
-                Err(e) => reply.error(e),
-            };
-        }
-        if views::decode(ino.0).is_some() {
-            return match self
-                .views
-                .node(ino.0)
-                .and_then(|(v, local)| v.listing(local))
-            {
-                Ok(list) => reply.opened(self.add_handle(Handle::Dir(list)), FopenFlags::empty()),
-                Err(e) => reply.error(e),
-            };
-        }
-        let r = self.timed(Op::Readdir, || {
-            let a = self.fs.getattr(ino.0)?;
-            let mut list = vec![
-                Entry {
-                    name: b".".to_vec(),
-                    ino: ino.0,
-                    kind: FileKind::Directory,
-                },
-                Entry {
-                    name: b"..".to_vec(),
-                    ino: a.parent.max(ROOT_INO),
-                    kind: FileKind::Directory,
-                },
-            ];
-            list.extend(self.fs.readdir(ino.0)?);
-            Ok(list)
-        });
-        match r {
-            Ok(list) => reply.opened(self.add_handle(Handle::Dir(list)), FopenFlags::empty()),
-            Err(e) => reply.error(e),
-        }
+        let r = self.listing(req, ino.0);
+        let r = r.map(|list| (self.handles.add(Handle::Dir(list)), FopenFlags::empty()));
+        reply::opened(reply, r);
     }
 
     fn readdir(
@@ -715,11 +453,7 @@ impl Filesystem for Adapter {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        let handles = self.handles();
-        let Some(Handle::Dir(list)) = handles.get(&fh.0) else {
-            return reply.error(Errno::EBADF);
-        };
-        fill_dir(reply, &list[(offset as usize).min(list.len())..], offset);
+        reply::fill_dir(reply, self.handles.listed(fh, offset), offset);
     }
 
     fn readdirplus(
@@ -730,24 +464,11 @@ impl Filesystem for Adapter {
         offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        let list: Vec<Entry> = {
-            let handles = self.handles();
-            let Some(Handle::Dir(list)) = handles.get(&fh.0) else {
-                return reply.error(Errno::EBADF);
-            };
-            list.iter().skip(offset as usize).cloned().collect()
-        };
-        fill_dir_plus(reply, &list, offset, |e| match self.control.node(e.ino) {
-            Some(node) => Ok(Some((TTL, self.control.attr(node)))),
-            None if views::decode(e.ino).is_some() => {
-                self.views.getattr(e.ino).map(|a| Some((VIEW_TTL, a)))
-            }
+        let list = self.handles.listed(fh, offset);
+        reply::fill_dir_plus(reply, list, offset, |e| match route(e.ino) {
             // Removed since opendir: leave it out.
-            None => Ok(self
-                .fs
-                .getattr(e.ino)
-                .ok()
-                .map(|a| (TTL, self.attr(e.ino, &a)))),
+            Route::Live(ino) => Ok(self.fs.getattr(ino).ok().map(|a| self.attr(ino, &a))),
+            _ => self.attr_of(e.ino).map(Some),
         });
     }
 
@@ -759,7 +480,7 @@ impl Filesystem for Adapter {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.handles().remove(&fh.0);
+        self.handles.remove(fh);
         reply.ok();
     }
 
@@ -771,24 +492,14 @@ impl Filesystem for Adapter {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        empty(reply, self.timed(Op::Fsync, || self.fs.fsync()));
+        reply::empty(reply, self.timed(Op::Fsync, || self.fs.fsync()));
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         let start = Instant::now();
         let s = self.fs.statfs();
         self.metrics.record(Op::Statfs, start.elapsed(), true);
-        let bs = s.block_size;
-        reply.statfs(
-            s.blocks,
-            s.blocks_free,
-            s.blocks_free,
-            s.files,
-            u64::MAX / 2,
-            bs,
-            s.name_max,
-            bs,
-        );
+        reply::statfs(reply, &s);
     }
 
     fn setxattr(
@@ -801,92 +512,52 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        if let Err(e) = self.outside_views(&[ino]) {
-            return reply.error(e);
-        }
-        let mode = match flags {
-            0 => XattrMode::Any,
-            libc::XATTR_CREATE => XattrMode::Create,
-            libc::XATTR_REPLACE => XattrMode::Replace,
-            _ => return reply.error(Errno::EINVAL),
-        };
-        empty(
-            reply,
-            self.change(Op::Xattr, || {
-                self.fs.setxattr(ino.0, name.as_bytes(), value, mode)
-            }),
-        );
+        let r = XattrMode::from_flags(flags)
+            .map_err(errno)
+            .and_then(|mode| {
+                self.change(ino.0, Op::Xattr, |ino| {
+                    self.fs.setxattr(ino, name.as_bytes(), value, mode)
+                })
+            });
+        reply::empty(reply, r);
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        if self.control.node(ino.0).is_some() {
-            return reply.error(Errno::ENODATA);
-        }
-        if views::decode(ino.0).is_some() {
-            return match self.views.getxattr(ino.0, name.as_bytes()) {
-                Ok(value) => xattr_reply(reply, size, &value),
-                Err(e) => reply.error(e),
-            };
-        }
-        match self.timed(Op::Xattr, || self.fs.getxattr(ino.0, name.as_bytes())) {
-            Ok(v) => xattr_reply(reply, size, &v),
-            Err(e) => reply.error(e),
-        }
+        let name = name.as_bytes();
+        let r = match route(ino.0) {
+            Route::Live(ino) => self.timed(Op::Xattr, || self.fs.getxattr(ino, name)),
+            Route::Control(_) | Route::Label(_) => Err(Errno::ENODATA),
+            Route::View { id, ino } => self.views.get(id).and_then(|v| v.getxattr(ino, name)),
+        };
+        reply::xattr(reply, size, r);
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        if self.control.node(ino.0).is_some() {
-            return xattr_reply(reply, size, &[]);
-        }
-        if views::decode(ino.0).is_some() {
-            return match self.views.listxattr(ino.0) {
-                Ok(names) => xattr_reply(reply, size, &names),
-                Err(e) => reply.error(e),
-            };
-        }
-        match self.timed(Op::Xattr, || self.fs.listxattr(ino.0)) {
-            Ok(names) => {
-                let mut buf = Vec::new();
-                for n in names {
-                    buf.extend_from_slice(&n);
-                    buf.push(0);
-                }
-                xattr_reply(reply, size, &buf)
-            }
-            Err(e) => reply.error(e),
-        }
+        let r = match route(ino.0) {
+            Route::Live(ino) => self
+                .timed(Op::Xattr, || self.fs.listxattr(ino))
+                .map(xattr_names),
+            Route::Control(_) | Route::Label(_) => Ok(Vec::new()),
+            Route::View { id, ino } => self.views.get(id).and_then(|v| v.listxattr(ino)),
+        };
+        reply::xattr(reply, size, r);
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self
-            .outside_views(&[ino])
-            .and_then(|_| self.change(Op::Xattr, || self.fs.removexattr(ino.0, name.as_bytes())));
-        empty(reply, r);
+        let r = self.change(ino.0, Op::Xattr, |ino| {
+            self.fs.removexattr(ino, name.as_bytes())
+        });
+        reply::empty(reply, r);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        if self.control.node(ino.0).is_some() {
-            return empty(reply, self.control.check_access(req));
-        }
-        if let Some((_, local)) = views::decode(ino.0) {
-            let r = match local {
-                0 => Ok(()),
-                _ => self
-                    .views
-                    .node(ino.0)
-                    .and_then(|(v, local)| v.access(local, mask)),
-            };
-            return empty(reply, r);
-        }
-        let mask = mask.bits() as u32;
-        if mask & libc::W_OK as u32 != 0 && self.read_only {
-            return reply.error(Errno::EROFS);
-        }
-        let groups = super::groups_of(req.pid(), req.gid());
-        let r = self.timed(Op::Getattr, || {
-            self.fs.access(ino.0, req.uid(), &groups, mask)
-        });
-        empty(reply, r);
+        let r = match route(ino.0) {
+            Route::Live(ino) => self.access_live(req, ino, mask.bits() as u32),
+            Route::Control(_) => self.control.check_access(req),
+            Route::Label(_) => Ok(()),
+            Route::View { id, ino } => self.views.get(id).and_then(|v| v.access(ino, mask)),
+        };
+        reply::empty(reply, r);
     }
 
     fn create(
@@ -900,18 +571,14 @@ impl Filesystem for Adapter {
         reply: ReplyCreate,
     ) {
         let r = self
-            .make_node(req, parent, name, mode, umask, 0)
+            .make_node(req, parent.0, name.as_bytes(), mode, umask, 0)
             .and_then(|(ino, a)| self.timed(Op::Open, || self.fs.open(ino)).map(|_| (ino, a)));
         match r {
             Ok((ino, a)) => {
-                let fh = self.add_handle(Handle::File(ino));
-                reply.created(
-                    &TTL,
-                    &self.attr(ino, &a),
-                    Generation(0),
-                    fh,
-                    FopenFlags::FOPEN_KEEP_CACHE,
-                )
+                let fh = self.handles.add(Handle::File(ino));
+                let (ttl, attr) = self.attr(ino, &a);
+                let flags = FopenFlags::FOPEN_KEEP_CACHE;
+                reply.created(&ttl, &attr, Generation(0), fh, flags)
             }
             Err(e) => reply.error(e),
         }
@@ -927,72 +594,9 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let r = self.outside_views(&[ino]).and_then(|_| {
-            self.change(Op::Write, || self.fs.fallocate(ino.0, offset, length, mode))
+        let r = self.change(ino.0, Op::Write, |ino| {
+            self.fs.fallocate(ino, offset, length, mode)
         });
-        empty(reply, r);
-    }
-}
-
-/// Answers readdir with `list`, the entries from `offset` on.
-pub(super) fn fill_dir(mut reply: ReplyDirectory, list: &[Entry], offset: u64) {
-    for (i, e) in list.iter().enumerate() {
-        let name = OsStr::from_bytes(&e.name);
-        if reply.add(
-            INodeNo(e.ino),
-            offset + i as u64 + 1,
-            file_type(e.kind),
-            name,
-        ) {
-            break;
-        }
-    }
-    reply.ok();
-}
-
-/// Answers readdirplus with `list`, the entries from `offset` on, and the
-/// attributes `attr` gives for each (none: leave the entry out).
-pub(super) fn fill_dir_plus(
-    mut reply: ReplyDirectoryPlus,
-    list: &[Entry],
-    offset: u64,
-    attr: impl Fn(&Entry) -> Result<Option<(Duration, FileAttr)>, Errno>,
-) {
-    for (i, e) in list.iter().enumerate() {
-        let (ttl, attr) = match attr(e) {
-            Ok(Some(a)) => a,
-            Ok(None) => continue,
-            Err(err) => return reply.error(err),
-        };
-        let name = OsStr::from_bytes(&e.name);
-        if reply.add(
-            INodeNo(e.ino),
-            offset + i as u64 + 1,
-            name,
-            &ttl,
-            &attr,
-            Generation(0),
-        ) {
-            break;
-        }
-    }
-    reply.ok();
-}
-
-pub(super) fn empty(reply: ReplyEmpty, r: Result<(), Errno>) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
-    }
-}
-
-/// getxattr/listxattr protocol: size 0 asks for the length.
-pub(super) fn xattr_reply(reply: ReplyXattr, size: u32, value: &[u8]) {
-    if size == 0 {
-        reply.size(value.len() as u32);
-    } else if value.len() > size as usize {
-        reply.error(Errno::ERANGE);
-    } else {
-        reply.data(value);
+        reply::empty(reply, r);
     }
 }

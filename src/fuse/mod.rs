@@ -4,15 +4,20 @@
 //! cleanly.
 
 mod adapter;
-mod control;
-mod view;
-mod views;
+mod changes;
+mod control_nodes;
+mod handles;
+mod mounted_view;
+mod reply;
+mod route;
+mod sync_points;
+mod view_adapter;
 
-use crate::control::Metrics;
+use crate::control_files::Metrics;
 use crate::fs::Fs;
 use crate::volume::Volume;
 use adapter::Adapter;
-use control::Control;
+use control_nodes::Control;
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -144,12 +149,10 @@ pub fn serve_view(
     let id = view.point.info.id;
     let source = format!("{}{VIEW_SOURCE}{id}", volume.display());
     let config = base_config(source, true, opts.allow_other);
-    let session =
-        Session::new(view::ViewAdapter::new(view), &mountpoint, &config).map_err(|source| {
-            MountError::Mount {
-                path: mountpoint.clone(),
-                source,
-            }
+    let session = Session::new(view_adapter::ViewAdapter::new(view), &mountpoint, &config)
+        .map_err(|source| MountError::Mount {
+            path: mountpoint.clone(),
+            source,
         })?;
     spawn_signal_thread(signals, mountpoint.clone());
     log::info!(

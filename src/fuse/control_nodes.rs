@@ -1,25 +1,25 @@
 //! The `.lsvfs/` control directory as FUSE nodes: reserved inode numbers,
-//! attributes, access for root and the mount's owner only, and the
-//! sync-point file's write.
+//! attributes, access for root and the mount's owner only, open handles
+//! and the sync-point file's write.
 
-use super::adapter::file_attr;
-use crate::control::{
+use super::reply::{TTL, file_attr};
+use crate::control_files::{
     self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
     SYNC_POINTS_DIR,
 };
 use crate::format::{FileKind, InodeAttrs};
 use crate::fs::{Entry, Fs};
 use crate::volume::ROOT_INO;
-use fuser::{Errno, FileAttr, ReplyWrite, Request};
+use fuser::{Errno, FileAttr, FopenFlags, ReplyWrite, Request};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Inode numbers of the control nodes, far above any the volume hands out.
 const DIR_INO: u64 = u64::MAX - 15;
 const SYNC_POINT_INO: u64 = DIR_INO + 1;
 const STATS_INO: u64 = DIR_INO + 2;
 const STATUS_INO: u64 = DIR_INO + 3;
-/// `.lsvfs/sync-points`: its entries are views (see `views.rs`).
+/// `.lsvfs/sync-points`: its entries are views (see `sync_points.rs`).
 pub const SYNC_POINTS_INO: u64 = DIR_INO + 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,30 @@ fn slice(bytes: &[u8], from: usize, size: u32) -> Vec<u8> {
     bytes[start..end].to_vec()
 }
 
+/// The control node numbered `ino`, if it is one.
+pub fn node(ino: u64) -> Option<ControlNode> {
+    match ino {
+        DIR_INO => Some(ControlNode::Dir),
+        SYNC_POINT_INO => Some(ControlNode::SyncPoint),
+        STATS_INO => Some(ControlNode::Stats),
+        STATUS_INO => Some(ControlNode::Status),
+        SYNC_POINTS_INO => Some(ControlNode::SyncPoints),
+        _ => None,
+    }
+}
+
 impl ControlHandle {
+    /// How the file is opened: snapshots read by offset, so they seek
+    /// (`head` seeks back); the sync-point file reads by its own cursor.
+    pub fn open_flags(&self) -> FopenFlags {
+        match self {
+            ControlHandle::SyncPoint(_) => {
+                FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE
+            }
+            ControlHandle::Snapshot(_) => FopenFlags::FOPEN_DIRECT_IO,
+        }
+    }
+
     pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
         match self {
             ControlHandle::SyncPoint(answer) => {
@@ -87,26 +110,23 @@ impl Control {
         name == CONTROL_DIR.as_bytes()
     }
 
-    pub fn node(&self, ino: u64) -> Option<ControlNode> {
-        match ino {
-            DIR_INO => Some(ControlNode::Dir),
-            SYNC_POINT_INO => Some(ControlNode::SyncPoint),
-            STATS_INO => Some(ControlNode::Stats),
-            STATUS_INO => Some(ControlNode::Status),
-            SYNC_POINTS_INO => Some(ControlNode::SyncPoints),
+    /// The control node `name` in `parent`, the control directory (the
+    /// control directory itself in the root is the adapter's to find).
+    pub fn lookup(&self, parent: ControlNode, name: &[u8]) -> Option<ControlNode> {
+        let name = std::str::from_utf8(name).ok()?;
+        match (parent, name) {
+            (ControlNode::Dir, SYNC_POINT_FILE) => Some(ControlNode::SyncPoint),
+            (ControlNode::Dir, STATS_FILE) => Some(ControlNode::Stats),
+            (ControlNode::Dir, STATUS_FILE) => Some(ControlNode::Status),
+            (ControlNode::Dir, SYNC_POINTS_DIR) => Some(ControlNode::SyncPoints),
             _ => None,
         }
     }
 
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<ControlNode> {
-        match parent {
-            ROOT_INO if self.is_control_name(name) => Some(ControlNode::Dir),
-            DIR_INO if name == SYNC_POINT_FILE.as_bytes() => Some(ControlNode::SyncPoint),
-            DIR_INO if name == STATS_FILE.as_bytes() => Some(ControlNode::Stats),
-            DIR_INO if name == STATUS_FILE.as_bytes() => Some(ControlNode::Status),
-            DIR_INO if name == SYNC_POINTS_DIR.as_bytes() => Some(ControlNode::SyncPoints),
-            _ => None,
-        }
+    /// Looking `node` up: for root and the mount's owner only.
+    pub fn entry(&self, req: &Request, node: ControlNode) -> Result<(Duration, FileAttr), Errno> {
+        self.check_access(req)?;
+        Ok((TTL, self.attr(node)))
     }
 
     fn ino(node: ControlNode) -> u64 {
@@ -208,7 +228,7 @@ impl Control {
         let ControlHandle::SyncPoint(answer) = handle else {
             return reply.error(Errno::EBADF);
         };
-        let label = match control::parse_label(data) {
+        let label = match control_files::parse_label(data) {
             Ok(l) => l,
             Err(e) => {
                 log::info!("sync point refused: {e}");
@@ -222,7 +242,7 @@ impl Control {
                 self.metrics.record(Op::SyncPoint, start.elapsed(), true);
                 log::info!("sync point {} ({label:?}) for {requester}", p.info.id);
                 *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
-                    line: control::answer(&p).into_bytes(),
+                    line: control_files::answer(&p).into_bytes(),
                     read: 0,
                 };
                 reply.written(data.len() as u32);

@@ -9,12 +9,16 @@
 //! `VIEW_BIT | id << 32 | i` (bit 63 stays clear, which the control nodes
 //! use), and number `i = 0` is the sync point's label symlink.
 
-use super::view::{InoMap, ViewFs};
+use super::mounted_view::{InoMap, MountedView};
+use super::reply::{VIEW_TTL, errno, file_attr};
 use crate::format::{FileKind, InodeAttrs, Timestamp};
-use crate::fs::{Entry, Fs};
+use crate::fs::{Entry, Fs, FsError, ViewFs};
 use crate::log::catalog::SyncPoint;
+use crate::sync::lock;
+use crate::volume::ROOT_INO;
 use fuser::{Errno, FileAttr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const VIEW_BIT: u64 = 1 << 62;
 const ID_BITS: u32 = 30;
@@ -58,7 +62,7 @@ pub struct Views {
     /// The inode of `.lsvfs/sync-points` itself.
     dir: u64,
     owner: u32,
-    cache: Mutex<Vec<Arc<ViewFs<InView>>>>,
+    cache: Mutex<Vec<Arc<MountedView<InView>>>>,
 }
 
 /// Whether `label` can name a symlink beside the ids without ambiguity.
@@ -70,6 +74,10 @@ fn usable_label(label: &str, points: &[SyncPoint]) -> bool {
         && label != ".."
         && !label.bytes().all(|b| b.is_ascii_digit())
         && points.iter().filter(|p| p.info.label == label).count() == 1
+}
+
+fn id_of(v: &MountedView<InView>) -> u64 {
+    v.fs.view().point.info.id
 }
 
 impl Views {
@@ -87,11 +95,10 @@ impl Views {
     }
 
     /// The view of sync point `id`, built if need be.
-    pub fn get(&self, id: u64) -> Result<Arc<ViewFs<InView>>, Errno> {
-        let lock = || self.cache.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn get(&self, id: u64) -> Result<Arc<MountedView<InView>>, Errno> {
         {
-            let mut cache = lock();
-            if let Some(i) = cache.iter().position(|v| v.view.point.info.id == id) {
+            let mut cache = lock(&self.cache);
+            if let Some(i) = cache.iter().position(|v| id_of(v) == id) {
                 let v = cache.remove(i);
                 cache.insert(0, v.clone());
                 return Ok(v);
@@ -101,16 +108,18 @@ impl Views {
         // first uses of one view may both build it; one is kept).
         let view = match self.fs.volume().view(id) {
             Ok(v) => v,
-            Err(crate::Error::UnknownSyncPoint(_)) => return Err(Errno::ENOENT),
+            Err(crate::Error::UnknownSyncPoint(_)) => return Err(errno(FsError::NotFound)),
             Err(e) => {
-                log::error!("cannot build the view of sync point {id}: {e}");
-                return Err(Errno::EIO);
+                log::error!("cannot build the view of sync point {id}");
+                return Err(errno(FsError::Engine(e)));
             }
         };
-        let map = InView { id, dir: self.dir };
-        let v = Arc::new(ViewFs { view, map });
-        let mut cache = lock();
-        cache.retain(|c| c.view.point.info.id != id);
+        let v = Arc::new(MountedView {
+            fs: ViewFs::new(view),
+            map: InView { id, dir: self.dir },
+        });
+        let mut cache = lock(&self.cache);
+        cache.retain(|c| id_of(c) != id);
         cache.insert(0, v.clone());
         cache.truncate(CACHED);
         Ok(v)
@@ -122,7 +131,7 @@ impl Views {
         let mut list = Vec::new();
         for p in &points {
             let id = p.info.id;
-            if let Ok(ino) = encode(id, crate::volume::ROOT_INO) {
+            if let Ok(ino) = encode(id, ROOT_INO) {
                 list.push(Entry {
                     name: id.to_string().into_bytes(),
                     ino,
@@ -145,20 +154,20 @@ impl Views {
     }
 
     /// A name in `.lsvfs/sync-points`: an id (the view's root) or a label.
-    pub fn lookup(&self, name: &[u8]) -> Result<FileAttr, Errno> {
+    pub fn lookup(&self, name: &[u8]) -> Result<(Duration, FileAttr), Errno> {
         let name = std::str::from_utf8(name).map_err(|_| Errno::ENOENT)?;
         if let Ok(id) = name.parse::<u64>() {
-            return self.get(id)?.getattr(crate::volume::ROOT_INO);
+            return self.get(id)?.attr(ROOT_INO);
         }
         let points = self.points();
         let p = points
             .iter()
             .find(|p| p.info.label == name && usable_label(name, &points))
             .ok_or(Errno::ENOENT)?;
-        self.label_attr(p)
+        self.symlink_attr(p)
     }
 
-    fn label_attr(&self, p: &SyncPoint) -> Result<FileAttr, Errno> {
+    fn symlink_attr(&self, p: &SyncPoint) -> Result<(Duration, FileAttr), Errno> {
         let mut a = InodeAttrs::new(FileKind::Symlink, 0o777, self.owner, 0);
         a.target = p.info.id.to_string().into_bytes();
         a.size = a.target.len() as u64;
@@ -167,7 +176,7 @@ impl Views {
             nsec: (p.info.time_ns % 1_000_000_000) as u32,
         };
         (a.atime, a.mtime, a.ctime, a.crtime) = (t, t, t, t);
-        Ok(super::adapter::file_attr(encode(p.info.id, 0)?, &a, 4096))
+        Ok((VIEW_TTL, file_attr(encode(p.info.id, 0)?, &a, 4096)))
     }
 
     fn point(&self, id: u64) -> Result<SyncPoint, Errno> {
@@ -177,47 +186,14 @@ impl Views {
             .ok_or(Errno::ENOENT)
     }
 
-    pub fn getattr(&self, ino: u64) -> Result<FileAttr, Errno> {
-        match decode(ino) {
-            Some((id, 0)) => self.label_attr(&self.point(id)?),
-            Some((id, local)) => self.get(id)?.getattr(local),
-            None => Err(Errno::ENOENT),
-        }
+    /// The attributes of sync point `id`'s label symlink.
+    pub fn label_attr(&self, id: u64) -> Result<(Duration, FileAttr), Errno> {
+        self.symlink_attr(&self.point(id)?)
     }
 
-    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>, Errno> {
-        match decode(ino) {
-            Some((id, 0)) => Ok(self.point(id)?.info.id.to_string().into_bytes()),
-            Some((id, local)) => self.get(id)?.readlink(local),
-            None => Err(Errno::ENOENT),
-        }
-    }
-
-    /// The view and the view's own inode number behind a mount inode that
-    /// is not a label symlink.
-    pub fn node(&self, ino: u64) -> Result<(Arc<ViewFs<InView>>, u64), Errno> {
-        match decode(ino) {
-            Some((_, 0)) => Err(Errno::EINVAL),
-            Some((id, local)) => Ok((self.get(id)?, local)),
-            None => Err(Errno::ENOENT),
-        }
-    }
-
-    /// Xattrs: a label symlink has none.
-    pub fn getxattr(&self, ino: u64, name: &[u8]) -> Result<Vec<u8>, Errno> {
-        match decode(ino) {
-            Some((_, 0)) => Err(Errno::ENODATA),
-            _ => self
-                .node(ino)
-                .and_then(|(v, local)| v.getxattr(local, name)),
-        }
-    }
-
-    pub fn listxattr(&self, ino: u64) -> Result<Vec<u8>, Errno> {
-        match decode(ino) {
-            Some((_, 0)) => Ok(Vec::new()),
-            _ => self.node(ino).map(|(v, local)| v.listxattr(local)),
-        }
+    /// Where sync point `id`'s label symlink points: its directory.
+    pub fn label_target(&self, id: u64) -> Result<Vec<u8>, Errno> {
+        Ok(self.point(id)?.info.id.to_string().into_bytes())
     }
 }
 
