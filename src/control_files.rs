@@ -172,10 +172,19 @@ impl Metrics {
                 .collect();
             metric(&mut out, name, "counter", help, &samples);
         }
+        for (name, kind, help, v) in self.single_values(g) {
+            metric(&mut out, name, kind, help, &[(String::new(), v)]);
+        }
+        out
+    }
+
+    /// The metrics with one value each: (name, type, help, value).
+    fn single_values(&self, g: &Gauges) -> [(&'static str, &'static str, &'static str, f64); 9] {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
         let capacity = (g.working_set * g.segment_size) as f64;
         let live = (g.live_blocks * g.block_size) as f64;
         let fill = if capacity > 0.0 { live / capacity } else { 0.0 };
-        let single = [
+        [
             (
                 "read_bytes_total",
                 "counter",
@@ -220,11 +229,7 @@ impl Metrics {
                 "Sealed segments beyond the working set, waiting for the archiver.",
                 g.archive_lag_segments as f64,
             ),
-        ];
-        for (name, kind, help, v) in single {
-            metric(&mut out, name, kind, help, &[(String::new(), v)]);
-        }
-        out
+        ]
     }
 }
 
