@@ -14,23 +14,27 @@
 //! model as it was after some operation since the last acknowledged fsync
 //! or sync point (so each operation is there whole or not at all).
 //!
+//! And they run on a real FUSE mount, through the kernel's system calls.
+//!
 //! - `ops`: the operations and their strategies;
 //! - `reference`: the model's state; `semantics`: what each operation does
 //!   to it and returns;
 //! - `engine` and `harness`: the engine as a target, with crashes, power
-//!   losses and sync points.
+//!   losses and sync points; `mount`: a real mount as a target.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod engine;
 mod harness;
+mod mount;
 mod ops;
 mod reference;
 mod semantics;
 
 use harness::Harness;
 use lsvfs::fs::XattrMode;
-use ops::{Op, SetTime, op, op_or_power_loss};
+use mount::MountHarness;
+use ops::{Op, SetTime, mount_op, op, op_or_power_loss};
 use proptest::prelude::*;
 
 /// A case count from `var`, or `default` (a long local run sets it).
@@ -45,6 +49,15 @@ fn cases(var: &str, default: u32) -> u32 {
 /// simulated disk, and on the model.
 fn on_engine(seed: Option<u64>, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut h = Harness::new(seed);
+    for op in ops {
+        h.run(op)?;
+    }
+    h.finish()
+}
+
+/// Runs `ops` on a real mount and on the model.
+fn on_mount(ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut h = MountHarness::new();
     for op in ops {
         h.run(op)?;
     }
@@ -194,6 +207,13 @@ fn scenarios_on_the_engine() {
     }
 }
 
+#[test]
+fn scenarios_on_a_mount() {
+    for (what, ops) in scenarios() {
+        on_mount(&ops).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 160,
@@ -223,5 +243,19 @@ proptest! {
         ops in proptest::collection::vec(op_or_power_loss(), 1..80),
     ) {
         on_engine(Some(seed), &ops)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases("LSVFS_MOUNT_CASES", 16),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    /// The same operations through the kernel on a real mount (as root).
+    #[test]
+    fn mount_matches_model(ops in proptest::collection::vec(mount_op(), 1..60)) {
+        on_mount(&ops)?;
     }
 }

@@ -354,6 +354,17 @@ fn attribute_op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Every operation a real mount runs too: no sync points, crashes or
+/// power losses (those concern the engine, tested without a kernel).
+pub fn mount_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        29 => namespace_op(),
+        20 => attribute_op(),
+        1 => Just(Op::Fsync),
+        1 => Just(Op::Reopen),
+    ]
+}
+
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         29 => namespace_op(),
