@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 use std::ffi::CString;
+use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Everything `stat` and `getfattr` say about a file, and its content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,20 +82,7 @@ pub fn set_xattr(path: &Path, name: &str, value: &[u8]) {
 pub fn manifest(root: &Path, dir_times: bool) -> BTreeMap<String, Facts> {
     let mut out = BTreeMap::new();
     let mut first: BTreeMap<u64, String> = BTreeMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    let mut all = Vec::new();
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            let m = std::fs::symlink_metadata(&p).unwrap();
-            if m.is_dir() {
-                stack.push(p.clone());
-            }
-            all.push((p, m));
-        }
-    }
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    for (p, m) in all {
+    for (p, m) in walk(root) {
         let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         first.entry(m.ino()).or_insert(rel.clone());
         let content = if m.file_type().is_symlink() {
@@ -126,6 +114,25 @@ pub fn manifest(root: &Path, dir_times: bool) -> BTreeMap<String, Facts> {
         out.insert(rel, facts);
     }
     out
+}
+
+/// Every path under `root` (not `root` itself) with its lstat, in path
+/// order; symlinks are not followed.
+pub fn walk(root: &Path) -> Vec<(PathBuf, Metadata)> {
+    let mut stack = vec![root.to_path_buf()];
+    let mut all = Vec::new();
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            all.push((p, m));
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all
 }
 
 /// Fails with every path that differs.
