@@ -287,7 +287,9 @@ fn amplification(root: &Path, fraction: f64, quick: bool) -> f64 {
     // The working set's full-block capacity (what the capacity rule's 75 %
     // is a share of).
     let whole = p.capacity_blocks() * 4 / 3;
-    let blocks = (whole as f64 * fraction) as u64;
+    // At 75 % the capacity rule is the limit, and the metadata (the root,
+    // the file's inode and name) counts against it too: one block less.
+    let blocks = ((whole as f64 * fraction) as u64).min(p.capacity_blocks() - 1);
     let block = vec![0x33u8; 4096];
     for b in 0..blocks {
         fs.write(ino, b * 4096, &block).unwrap();
