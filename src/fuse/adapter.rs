@@ -5,7 +5,7 @@
 //! here; where changes are refused before the volume sees them is in
 //! `changes.rs`.
 
-use super::changes::owner;
+use super::caller::{groups_of, owner};
 use super::control_nodes::{Control, ControlNode, SYNC_POINTS_INO};
 use super::handles::{Handle, Handles};
 use super::reply::{self, TTL, errno, file_attr, time_or_now, xattr_names};
@@ -148,7 +148,7 @@ impl Adapter {
         if mask & libc::W_OK as u32 != 0 {
             self.writable()?;
         }
-        let groups = super::groups_of(req.pid(), req.gid());
+        let groups = groups_of(req.pid(), req.gid());
         self.timed(Op::Getattr, || {
             self.fs.access(ino, req.uid(), &groups, mask)
         })

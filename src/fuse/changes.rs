@@ -5,21 +5,15 @@
 //! into [`Fs`](crate::fs::Fs) for the rest, timed in the metrics.
 
 use super::adapter::Adapter;
+use super::caller::owner;
 use super::control_nodes::ControlNode;
 use super::reply::errno;
 use super::route::{Route, route};
 use crate::control_files::Op;
 use crate::format::InodeAttrs;
-use crate::fs::{FsError, FsResult, Owner, RenameMode, kind_of_mode};
+use crate::fs::{FsError, FsResult, RenameMode, kind_of_mode};
 use crate::volume::ROOT_INO;
 use fuser::{Errno, Request};
-
-pub fn owner(req: &Request) -> Owner {
-    Owner {
-        uid: req.uid(),
-        gid: req.gid(),
-    }
-}
 
 impl Adapter {
     /// Refuses any change on a read-only mount.

@@ -4,6 +4,7 @@
 //! cleanly.
 
 mod adapter;
+mod caller;
 mod changes;
 mod control_nodes;
 mod handles;
@@ -340,22 +341,6 @@ pub fn mounts() -> Vec<MountEntry> {
             ours.then_some(entry)
         })
         .collect()
-}
-
-/// The supplementary groups of process `pid` (for access(2)), with `gid`.
-fn groups_of(pid: u32, gid: u32) -> Vec<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let mut groups: Vec<u32> = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|g| {
-            g.split_whitespace()
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    groups.push(gid);
-    groups
 }
 
 #[cfg(test)]
