@@ -1,5 +1,10 @@
-//! The archiver thread: keeps primary storage at the working set by
+//! The archiver thread: ships every sealed segment to the backing store as
+//! soon as it is sealed, and keeps primary storage at the working set by
 //! retiring the oldest segment whenever primary holds more than W.
+//!
+//! Shipping segment S: read it (sealed, so it never changes again),
+//! compress it, store it, read it back and verify. History so leaves the
+//! machine as the log seals, not only when segments retire.
 //!
 //! Retiring segment S, in this order (a crash between any two steps leaves
 //! a volume that recovers with nothing missing):
@@ -8,9 +13,11 @@
 //!    still points to (the writer checks again and skips a record
 //!    overwritten meanwhile), then make the copies durable; from here S
 //!    holds no live record and the window starts after it;
-//! 3. compress S, store it in the backing store, read it back and verify;
+//! 3. make sure S is stored and verified: shipped already (the usual case),
+//!    or stored now;
 //! 4. only then recycle S's primary file for a later segment.
 //!
+//! Retiring comes first when both are pending: it is what makes room.
 //! A failing store is retried with capped exponential backoff, logging one
 //! line when it starts failing and one when it recovers; meanwhile writes
 //! go on into the reserve and then wait (see the writer). Nothing is ever
@@ -26,6 +33,8 @@ use crate::store::ArchiveError;
 use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use serde::Serialize;
+use std::cell::RefCell;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -93,6 +102,8 @@ pub struct Archiver {
     working_set: u64,
     stats: Arc<Stats>,
     halt_at: Option<Step>,
+    /// Segments in primary that this archiver stored and verified.
+    shipped: RefCell<BTreeSet<u64>>,
 }
 
 /// The running archiver: stops when dropped.
@@ -153,6 +164,7 @@ impl Archiver {
             working_set,
             stats: stats.clone(),
             halt_at,
+            shipped: RefCell::new(BTreeSet::new()),
         };
         let thread = std::thread::Builder::new()
             .name("lsvfs-archiver".into())
@@ -172,24 +184,44 @@ impl Archiver {
         self.shared.oldest_sealed().filter(|_| over)
     }
 
+    /// The oldest sealed segment in primary whose object is not known to be
+    /// stored, from `*cursor` on (which it moves past the stored ones).
+    fn unshipped(&self, cursor: &mut u64) -> Option<u64> {
+        let oldest = self.shared.oldest_sealed()?;
+        *cursor = (*cursor).max(oldest);
+        let sealed = self.shared.sealed();
+        while *cursor <= sealed && self.archive.contains(*cursor) == Some(true) {
+            *cursor += 1;
+        }
+        (*cursor <= sealed).then_some(*cursor)
+    }
+
+    /// Retires what is due, else ships the oldest sealed segment not yet
+    /// stored, else waits to be woken by a seal.
     fn run(self) {
         let wake = self.shared.sealed_signal();
+        let mut cursor = 0;
         loop {
-            match self.due() {
-                Some(seq) => match self.retire_guarded(seq) {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => {
-                        log::error!("archiver stopped: retiring segment {seq} failed: {e}");
-                        self.shared.poison(&e);
-                        return;
+            let (what, done) = match (self.due(), self.unshipped(&mut cursor)) {
+                (Some(seq), _) => ("retiring", self.guarded(seq, |s| self.retire(s))),
+                (None, Some(seq)) => ("shipping", self.guarded(seq, |s| self.ship(s))),
+                (None, None) => {
+                    select! {
+                        recv(self.stop) -> _ => return,
+                        recv(wake) -> _ => {},
+                        default(POLL) => {},
                     }
-                },
-                None => select! {
-                    recv(self.stop) -> _ => return,
-                    recv(wake) -> _ => {},
-                    default(POLL) => {},
-                },
+                    continue;
+                }
+            };
+            match done {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err((seq, e)) => {
+                    log::error!("archiver stopped: {what} segment {seq} failed: {e}");
+                    self.shared.poison(&e);
+                    return;
+                }
             }
         }
     }
@@ -203,11 +235,16 @@ impl Archiver {
         false
     }
 
-    /// Retires segment `seq`, turning a panic into an error: the volume is
-    /// then poisoned and says why, rather than archiving silently stopping.
-    fn retire_guarded(&self, seq: u64) -> Result<bool> {
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.retire(seq))).unwrap_or_else(
-            |panic| {
+    /// Runs `step` on segment `seq`, turning a panic into an error: the
+    /// volume is then poisoned and says why, rather than archiving silently
+    /// stopping.
+    fn guarded(
+        &self,
+        seq: u64,
+        step: impl FnOnce(u64) -> Result<bool>,
+    ) -> std::result::Result<bool, (u64, Error)> {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(seq)))
+            .unwrap_or_else(|panic| {
                 let why = panic
                     .downcast_ref::<String>()
                     .map(String::as_str)
@@ -216,37 +253,50 @@ impl Archiver {
                 Err(Error::Inconsistent(format!(
                     "the archiver failed on segment {seq}: {why}"
                 )))
-            },
-        )
+            })
+            .map_err(|e| (seq, e))
+    }
+
+    /// Ships sealed segment `seq` to the store as soon as it is sealed, so
+    /// that history leaves the machine before the segment retires. Returns
+    /// false when the archiver must stop.
+    fn ship(&self, seq: u64) -> Result<bool> {
+        let sealed = self.read_sealed(seq)?;
+        self.store(seq, &sealed)
     }
 
     /// Retires segment `seq`. Returns false when the archiver must stop.
     fn retire(&self, seq: u64) -> Result<bool> {
         let sealed = self.read_sealed(seq)?;
-        // Already stored (a crash came before recycling): its copies were
-        // durable before it was stored. Only an object holding exactly these
-        // bytes counts: one of another volume with the same id must not make
-        // the archiver skip copying this segment's live records. Unknown
-        // when the store cannot be read: copying again costs a read.
-        let stored = self.archive.contains(seq) == Some(true)
-            && self
-                .archive
-                .holds_segment(seq, &sealed.raw)
-                .unwrap_or(false);
-        if !stored {
-            let Some(copies) = self.copy_forward(seq, &sealed.raw, &sealed.entries)? else {
-                return Ok(false);
-            };
-            log::debug!("segment {seq}: copied {copies} bytes forward");
-            if self.halt(Step::Copied) {
-                return Ok(false);
-            }
-            if self.call(|reply| Request::Sync { reply })?.is_none() {
-                return Ok(false);
-            }
+        // Always copied forward, also when the segment was shipped before
+        // (its object says nothing of its live records) or a crash came
+        // after its copies: a record copied already is not current here
+        // any more, so the copy costs a read.
+        let Some(copies) = self.copy_forward(seq, &sealed.raw, &sealed.entries)? else {
+            return Ok(false);
+        };
+        log::debug!("segment {seq}: copied {copies} bytes forward");
+        if self.halt(Step::Copied) {
+            return Ok(false);
+        }
+        if self.call(|reply| Request::Sync { reply })?.is_none() {
+            return Ok(false);
         }
         self.shared.advance_window(seq);
-        if self.halt(Step::CopiedDurable) || !self.store(seq, &sealed)? {
+        if self.halt(Step::CopiedDurable) {
+            return Ok(false);
+        }
+        // Only an object holding exactly these bytes counts as stored: one
+        // this archiver put (and read back), or one found in the store that
+        // holds them (another volume with the same id must not let the
+        // segment go).
+        let stored = self.shipped.borrow_mut().remove(&seq)
+            || (self.archive.contains(seq) == Some(true)
+                && self
+                    .archive
+                    .holds_segment(seq, &sealed.raw)
+                    .unwrap_or(false));
+        if !stored && !self.store(seq, &sealed)? {
             return Ok(false);
         }
         if self.halt(Step::Stored) {
@@ -317,6 +367,7 @@ impl Archiver {
                     return Ok(false);
                 }
                 Ok(stored) => {
+                    self.shipped.borrow_mut().insert(seq);
                     let s = &self.stats;
                     s.archive_us
                         .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);

@@ -180,6 +180,11 @@ impl Shared {
         (oldest <= self.sealed.load(Ordering::SeqCst)).then_some(oldest)
     }
 
+    /// The newest sealed segment (0 if none).
+    pub fn sealed(&self) -> u64 {
+        self.sealed.load(Ordering::SeqCst)
+    }
+
     /// Segment `seq` holds no live record any more (its live records were
     /// copied forward and are durable): the window starts after it.
     pub fn advance_window(&self, seq: u64) {
