@@ -50,6 +50,14 @@ pub enum Error {
         "{path} is not an lsvfs volume (no lsvfs.toml); `lsvfs create` makes one in a new or empty directory"
     )]
     NotAVolume { path: PathBuf },
+    #[error(
+        "{path} is not an lsvfs volume (no lsvfs.toml), nor a backing store holding a volume's archived segments"
+    )]
+    NotASource { path: PathBuf },
+    #[error(
+        "the backing store {path} holds the segments of several volumes ({ids:?}); reading one of several is not supported yet"
+    )]
+    SeveralVolumes { path: PathBuf, ids: Vec<String> },
     #[error("{path} is already an lsvfs volume")]
     AlreadyAVolume { path: PathBuf },
     #[error("{path} is not empty; lsvfs create needs a new or empty directory")]

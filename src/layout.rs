@@ -195,3 +195,47 @@ pub fn log_config(
         fdatasync_hook,
     })
 }
+
+/// What a path given as the source of sync points names.
+pub enum Source {
+    /// A volume directory.
+    Volume(PathBuf),
+    /// A backing store on its own (a host without the volume's primary
+    /// storage), with the archive of the one volume whose objects it holds.
+    Store(Arc<Archive>),
+}
+
+/// Tells a volume directory from a backing store directory: a volume has
+/// its policy file; any other directory is read as a store, opened for
+/// reading only.
+pub fn source(path: &Path) -> Result<Source> {
+    let disk = crate::disk::real();
+    if disk.exists(&path.join(POLICY_FILE)) {
+        return Ok(Source::Volume(path.to_path_buf()));
+    }
+    check_volume(&*disk, path).or_else(|e| match e {
+        Error::NotAVolume { .. } => Ok(()),
+        e => Err(e),
+    })?;
+    let store: Arc<dyn BackingStore> =
+        Arc::new(LocalDir::reader(disk, path).map_err(ArchiveError::from)?);
+    let ids = crate::archive::volumes(&*store).map_err(ArchiveError::from)?;
+    let volume_id = match ids[..] {
+        [id] => id,
+        [] => {
+            return Err(Error::NotASource {
+                path: path.to_path_buf(),
+            });
+        }
+        _ => {
+            return Err(Error::SeveralVolumes {
+                path: path.to_path_buf(),
+                ids: ids.iter().map(|i| i.to_hex()).collect(),
+            });
+        }
+    };
+    let cache = crate::policy::DEFAULT_CACHE_SIZE;
+    Ok(Source::Store(Arc::new(Archive::open(
+        store, volume_id, 0, cache,
+    ))))
+}

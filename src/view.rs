@@ -8,6 +8,7 @@
 //! takes no lock, reads the catalog and the segments as they are, and goes
 //! to the archive for any segment recycled meanwhile.
 
+use crate::archive::Archive;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::layout;
@@ -113,12 +114,20 @@ impl View {
         })
     }
 
-    /// Opens the view named by `which` in the volume in `dir`, without
-    /// locking it: the volume may be mounted and written meanwhile.
-    /// `progress` is told how many segments of its window were read.
-    pub fn open(dir: &Path, which: &Selector, progress: Progress) -> Result<View> {
+    /// Opens the view named by `which` of `source`: a volume directory, or
+    /// a backing store holding one volume's objects (see
+    /// [`layout::Source`]). A volume is not locked: it may be mounted and
+    /// written meanwhile. `progress` is told how many segments of the
+    /// view's window were read.
+    pub fn open(source: &Path, which: &Selector, progress: Progress) -> Result<View> {
+        match layout::source(source)? {
+            layout::Source::Volume(dir) => Self::open_volume(&dir, which, progress),
+            layout::Source::Store(archive) => Self::from_archive(archive, which, progress),
+        }
+    }
+
+    fn open_volume(dir: &Path, which: &Selector, progress: Progress) -> Result<View> {
         let disk = crate::disk::real();
-        layout::check_volume(&*disk, dir)?;
         let policy = Policy::load(&*disk, dir)?;
         let points = Catalog::open(&*disk, dir, false)?.entries().to_vec();
         let point = which.resolve(&points)?;
@@ -138,6 +147,20 @@ impl View {
             policy.block_size as u32,
             progress,
         )
+    }
+
+    /// The view named by `which` from the archive alone: no primary
+    /// storage, no policy file (the segment headers say the geometry).
+    pub fn from_archive(
+        archive: Arc<Archive>,
+        which: &Selector,
+        progress: Progress,
+    ) -> Result<View> {
+        let points = archive.sync_points(&|_, _| {})?;
+        let point = which.resolve(&points)?;
+        let header = archive.header(point.lsn.seq)?;
+        let segments = Segments::retired_only(archive.volume_id(), header.segment_size, archive);
+        View::build(point, Arc::new(segments), header.block_size, progress)
     }
 
     pub fn tree(&self) -> Tree<'_, Index> {

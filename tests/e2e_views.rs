@@ -314,3 +314,78 @@ fn a_view_whose_archived_segment_is_gone_fails_naming_it() {
     let mounted = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounted.contains(&*target.path().to_string_lossy()));
 }
+
+/// History leaves the machine as the log seals: once the segments of the
+/// sync points are sealed, the backing store alone lists and serves them.
+/// The volume (on another disk than its store) is then deleted whole, and
+/// every such sync point mounts from the store directory and matches its
+/// record; so does `lsvfs sync-points STORE`.
+#[test]
+fn sync_points_in_sealed_segments_mount_from_the_store_alone() {
+    let store_tmp = tempfile::Builder::new()
+        .prefix("lsvfs-store")
+        .tempdir()
+        .unwrap();
+    let store = store_tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let args = [
+        "--segment-size",
+        "256K",
+        "--working-set",
+        "64",
+        "--backing-store",
+        store_arg,
+    ];
+    let m = Mounted::new(&args, "");
+    let mut rng = Rng(0x0ff5);
+    let mut recorded: BTreeMap<u64, BTreeMap<String, Facts>> = BTreeMap::new();
+    for step in 0..96 {
+        change(&m.mnt, &mut rng, step);
+        if step % 12 == 11 {
+            let id = sync_point(&m, &format!("step {step}"));
+            recorded.insert(id, manifest(&m.mnt, true));
+        }
+    }
+    // Seal the segments holding them; nothing retires (a large working
+    // set), so the store has them only because sealed segments ship.
+    std::fs::write(m.path("seal"), vec![7u8; 600_000]).unwrap();
+    let listed_ids = |out: &str| -> Vec<u64> {
+        let ids = out.lines().skip(1);
+        ids.filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    };
+    let mut listed = String::new();
+    for _ in 0..300 {
+        listed = run(lsvfs().arg("sync-points").arg(&store));
+        if listed_ids(&listed) == recorded.keys().copied().collect::<Vec<_>>() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let ids: Vec<u64> = recorded.keys().copied().collect();
+    assert_eq!(listed_ids(&listed), ids, "listed from the store:\n{listed}");
+    assert!(
+        listed.lines().skip(1).all(|l| l.contains("store")),
+        "{listed}"
+    );
+    let first = m.volume.join("segments").join(format!("{:016}.seg", 1));
+    assert!(first.exists(), "segment 1 shipped, not retired");
+
+    m.unmount();
+    std::fs::remove_dir_all(&m.volume).unwrap();
+    for (id, want) in &recorded {
+        let dir = tempfile::Builder::new()
+            .prefix("lsvfs-view")
+            .tempdir()
+            .unwrap();
+        run(lsvfs()
+            .arg("mount")
+            .arg(&store)
+            .arg(dir.path())
+            .args(["--at", &id.to_string()]));
+        let _guard = Detach(dir.path());
+        let got = manifest(dir.path(), true);
+        assert_same(&got, want, &format!("sync point {id} from the store alone"));
+        run(lsvfs().arg("unmount").arg(dir.path()));
+    }
+}

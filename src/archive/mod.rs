@@ -6,6 +6,9 @@
 
 pub mod archiver;
 mod cache;
+mod listing;
+
+pub use listing::volumes;
 
 use crate::format::archive::{self as object, TAIL_LEN, Trailer};
 use crate::format::{DecodeError, Footer, SegmentHeader, SummaryEntry, VolumeId};
@@ -85,6 +88,10 @@ impl Archive {
     /// The name of segment `seq`'s object in the store.
     pub fn object_name(&self, seq: u64) -> String {
         object::object_name(self.volume_id, seq)
+    }
+
+    pub fn volume_id(&self) -> VolumeId {
+        self.volume_id
     }
 
     pub fn store(&self) -> &dyn BackingStore {

@@ -78,10 +78,15 @@ enum Command {
     /// With --at, mounts the view of one sync point instead, read-only; it
     /// can be mounted while the volume itself is mounted and written, and
     /// reads retired segments from the backing store. Restore with cp.
+    /// With --at, VOLUME may also be a backing store directory alone (on a
+    /// host that lost the volume, or never had it): its daemon then logs
+    /// to the temporary directory.
     ///
     /// Example: lsvfs mount /var/lib/lsvfs/pg /srv/pg -o allow_other
     ///
     /// Example: lsvfs mount /var/lib/lsvfs/pg /mnt/before --at "before upgrade"
+    ///
+    /// Example: lsvfs mount /backup/pg-archive /mnt/before --at 2026-11-23T04:00:00Z
     Mount {
         volume: PathBuf,
         mountpoint: PathBuf,
@@ -153,13 +158,16 @@ enum Command {
         json: bool,
     },
     /// List the sync points of a volume (given by its directory or by a
-    /// mount point).
+    /// mount point), or those a backing store directory serves alone.
     ///
     /// LOCATION says what mounting the sync point's view reads: "primary"
     /// when every segment it needs is still in primary storage, "archive"
-    /// when some are only in the backing store.
+    /// when some are only in the backing store, "store" when listed from a
+    /// store alone (every segment of its window is stored there).
     ///
     /// Example: lsvfs sync-points /srv/pg --json
+    ///
+    /// Example: lsvfs sync-points /backup/pg-archive
     SyncPoints {
         volume: PathBuf,
         /// One JSON array: [{"id", "time", "time_ns", "label", "requester",

@@ -31,9 +31,13 @@ pub fn mount(
     foreground: bool,
     raw_options: &str,
 ) -> Result<()> {
-    crate::layout::check_volume(&crate::disk::Real, volume)?;
-    if at.is_none() {
-        refuse_if_mounted(volume)?;
+    match at {
+        None => {
+            crate::layout::check_volume(&crate::disk::Real, volume)?;
+            refuse_if_mounted(volume)?;
+        }
+        // A view is also served from a backing store alone.
+        Some(_) => drop(crate::layout::source(volume)?),
     }
     fuse::check_mountpoint(mountpoint)?;
     if foreground {
@@ -119,7 +123,7 @@ fn spawn_daemon(
     raw_options: &str,
 ) -> Result<String> {
     let (rx, tx) = ready_pipe()?;
-    let log_path = volume.join(DAEMON_LOG);
+    let log_path = daemon_log(volume, mountpoint)?;
     let log = crate::disk::real::options()
         .create(true)
         .append(true)
@@ -163,6 +167,22 @@ fn spawn_daemon(
         );
     }
     bail!("cannot mount {}: {said}", volume.display())
+}
+
+/// Where the daemon's stderr goes: the volume's `daemon.log`, or for a
+/// view served from a backing store (which lsvfs does not write into) a
+/// log in the temporary directory named after the mount point.
+fn daemon_log(source: &Path, mountpoint: &Path) -> Result<std::path::PathBuf> {
+    if source.join(crate::policy::POLICY_FILE).exists() {
+        return Ok(source.join(DAEMON_LOG));
+    }
+    let abs = std::path::absolute(mountpoint)?;
+    let name: String = abs
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    Ok(std::env::temp_dir().join(format!("lsvfs-view{name}.log")))
 }
 
 /// A pipe for the daemon's ready line: (our read end, its write end).

@@ -4,6 +4,7 @@
 use super::Usage;
 use crate::Volume;
 use crate::control_files::{CONTROL_DIR, SYNC_POINT_FILE};
+use crate::layout::Source;
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -116,21 +117,35 @@ pub fn volume_of(path: &Path) -> Result<PathBuf> {
         .map_or(abs, |m| m.volume))
 }
 
+/// The sync points of a volume (or of the volume behind a mount point),
+/// or those a backing store serves alone.
 pub fn list(path: &Path, json: bool) -> Result<()> {
-    let volume = volume_of(path)?;
-    let points = Volume::sync_points_of(&volume)?;
-    let in_primary = Volume::views_in_primary(&volume, &points)?;
+    let source = volume_of(path)?;
+    let (points, locations) = match crate::layout::source(&source)? {
+        Source::Volume(volume) => {
+            let points = Volume::sync_points_of(&volume)?;
+            let in_primary = Volume::views_in_primary(&volume, &points)?;
+            let at = |p: bool| if p { "primary" } else { "archive" };
+            let locations = in_primary.into_iter().map(at).collect();
+            (points, locations)
+        }
+        Source::Store(archive) => {
+            let points = archive.sync_points(&|_, _| {})?;
+            let locations = vec!["store"; points.len()];
+            (points, locations)
+        }
+    };
     let listed: Vec<Listed> = points
         .iter()
-        .zip(in_primary)
-        .map(|(p, in_primary)| Listed {
+        .zip(locations)
+        .map(|(p, location)| Listed {
             id: p.info.id,
             time: crate::time::rfc3339(p.info.time_ns),
             time_ns: p.info.time_ns,
             label: p.info.label.clone(),
             requester: p.info.requester.clone(),
             segment: p.lsn.seq,
-            location: if in_primary { "primary" } else { "archive" },
+            location,
         })
         .collect();
     if json {

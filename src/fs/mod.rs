@@ -119,7 +119,9 @@ impl FsError {
                 | Error::UnsafeDir { .. }
                 | Error::CopiedVolume { .. }
                 | Error::UnknownSyncPoint(_)
-                | Error::AmbiguousSyncPoint { .. } => libc::EIO,
+                | Error::AmbiguousSyncPoint { .. }
+                | Error::NotASource { .. }
+                | Error::SeveralVolumes { .. } => libc::EIO,
             },
         }
     }

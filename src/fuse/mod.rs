@@ -335,9 +335,12 @@ pub fn mounts() -> Vec<MountEntry> {
                 view,
             };
             // Mounted by root, the type is plain `fuse` (the kernel's
-            // mount(2) has no subtype); the source then names the volume.
+            // mount(2) has no subtype); the source then names the volume,
+            // or for a view the volume or store and the sync point.
             let ours = *fstype == format!("fuse.{SUBTYPE}")
-                || (*fstype == "fuse" && entry.volume.join(crate::policy::POLICY_FILE).is_file());
+                || (*fstype == "fuse"
+                    && (entry.view.is_some()
+                        || entry.volume.join(crate::policy::POLICY_FILE).is_file()));
             ours.then_some(entry)
         })
         .collect()

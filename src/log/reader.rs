@@ -73,6 +73,23 @@ impl Segments {
         }
     }
 
+    /// Reads of a volume whose primary storage is not here (a store read
+    /// on another host): every segment comes from `retired`.
+    pub fn retired_only(
+        volume_id: VolumeId,
+        segment_size: u64,
+        retired: Arc<dyn RetiredSegments>,
+    ) -> Self {
+        Segments::new(
+            crate::disk::real(),
+            PathBuf::new(),
+            volume_id,
+            segment_size,
+            retired,
+            u64::MAX,
+        )
+    }
+
     /// The writer opened segment `seq` as its tail; the one before it is
     /// sealed and may be read ahead again.
     pub fn set_tail(&self, seq: u64) {

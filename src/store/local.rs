@@ -43,6 +43,19 @@ impl LocalDir {
         Ok(store)
     }
 
+    /// The store in `dir` for reading only: unlike [`LocalDir::open`], it
+    /// leaves the temporaries of interrupted puts alone (they may be a
+    /// writer's on another host).
+    pub fn reader(disk: Arc<dyn Disk>, dir: &Path) -> Result<LocalDir, StoreError> {
+        let store = LocalDir {
+            disk,
+            dir: dir.to_path_buf(),
+            next_tmp: AtomicU64::new(0),
+        };
+        store.disk.list(dir).map_err(store.io("open", ""))?;
+        Ok(store)
+    }
+
     fn io(&self, op: &'static str, name: &str) -> impl FnOnce(std::io::Error) -> StoreError {
         let (store, name) = (self.describe(), name.to_string());
         move |source| {

@@ -83,6 +83,14 @@ pub fn seq_of(volume: VolumeId, name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// The volume and segment an object name stands for (None for other
+/// names).
+pub fn parse_name(name: &str) -> Option<(VolumeId, u64)> {
+    let (hex, _) = name.split_once('-')?;
+    let volume = VolumeId::from_hex(hex)?;
+    Some((volume, seq_of(volume, name)?))
+}
+
 /// Compresses `raw` (a sealed segment's bytes `[0, footer.records_end)`)
 /// into an object, on up to `threads` threads (frames are independent).
 pub fn encode(
