@@ -16,6 +16,9 @@ _lsvfs() {
             ",$1")
                 cmd="lsvfs"
                 ;;
+            lsvfs,clone)
+                cmd="lsvfs__subcmd__clone"
+                ;;
             lsvfs,create)
                 cmd="lsvfs__subcmd__create"
                 ;;
@@ -39,6 +42,9 @@ _lsvfs() {
                 ;;
             lsvfs,unmount)
                 cmd="lsvfs__subcmd__unmount"
+                ;;
+            lsvfs__subcmd__help,clone)
+                cmd="lsvfs__subcmd__help__subcmd__clone"
                 ;;
             lsvfs__subcmd__help,create)
                 cmd="lsvfs__subcmd__help__subcmd__create"
@@ -71,12 +77,38 @@ _lsvfs() {
 
     case "${cmd}" in
         lsvfs)
-            opts="-v -q -h -V --verbose --quiet --help --version create demo mount unmount sync-point status sync-points help"
+            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__clone)
+            opts="-v -q -h --at --backing-store --working-set --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backing-store)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --working-set)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -141,8 +173,22 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help)
-            opts="create demo mount unmount sync-point status sync-points help"
+            opts="create clone demo mount unmount sync-point status sync-points help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__clone)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod cli;
+pub mod clone;
 pub mod control_files;
 pub mod disk;
 pub mod error;

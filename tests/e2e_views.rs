@@ -319,9 +319,10 @@ fn a_view_whose_archived_segment_is_gone_fails_naming_it() {
 /// sync points are sealed, the backing store alone lists and serves them.
 /// The volume (on another disk than its store) is then deleted whole, and
 /// every such sync point mounts from the store directory and matches its
-/// record; so does `lsvfs sync-points STORE`.
+/// record; so does `lsvfs sync-points STORE`; and `lsvfs clone` of the
+/// newest makes a writable volume holding its tree.
 #[test]
-fn sync_points_in_sealed_segments_mount_from_the_store_alone() {
+fn sync_points_in_sealed_segments_mount_and_clone_from_the_store_alone() {
     let store_tmp = tempfile::Builder::new()
         .prefix("lsvfs-store")
         .tempdir()
@@ -388,4 +389,31 @@ fn sync_points_in_sealed_segments_mount_from_the_store_alone() {
         assert_same(&got, want, &format!("sync point {id} from the store alone"));
         run(lsvfs().arg("unmount").arg(dir.path()));
     }
+
+    // A clone of the newest, from the store alone, is a writable volume
+    // whose tree is that sync point's.
+    let (id, want) = recorded.iter().next_back().unwrap();
+    let clone = store_tmp.path().join("clone");
+    let out = run(lsvfs()
+        .arg("clone")
+        .arg(&store)
+        .args(["--at", &id.to_string()])
+        .arg(&clone));
+    assert!(
+        out.starts_with(&format!("cloned sync point {id} ")),
+        "{out}"
+    );
+    let mnt = store_tmp.path().join("clone-mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    run(lsvfs().arg("mount").arg(&clone).arg(&mnt));
+    let _guard = Detach(&mnt);
+    assert_same(&manifest(&mnt, true), want, "the clone, mounted");
+    std::fs::write(mnt.join("new"), b"written after the clone").unwrap();
+    run(lsvfs().arg("unmount").arg(&mnt));
+    run(lsvfs().arg("mount").arg(&clone).arg(&mnt));
+    assert_eq!(
+        std::fs::read(mnt.join("new")).unwrap(),
+        b"written after the clone"
+    );
+    run(lsvfs().arg("unmount").arg(&mnt));
 }

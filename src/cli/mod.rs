@@ -62,6 +62,32 @@ enum Command {
         #[arg(long, default_value = "256M", value_parser = parse_size)]
         cache_size: u64,
     },
+    /// Make NEW_VOLUME, a new writable volume whose live state is sync
+    /// point SYNC of SOURCE (a volume directory, or a backing store
+    /// directory alone).
+    ///
+    /// The view's live records are copied as they are: inode numbers,
+    /// owners, modes, times, hard links, xattrs, holes. Time and space grow
+    /// with the live data at SYNC, not with the history. The new volume has
+    /// its own id and by default its own store (NEW_VOLUME/archive); its
+    /// first sync point, labelled after the source, marks it complete. Its
+    /// policy is the source volume's (the defaults with the source's block
+    /// size when SOURCE is a store).
+    ///
+    /// Example: lsvfs clone /backup/pg-archive --at 2026-11-23T04:00:00Z /var/lib/lsvfs/pg-restored
+    Clone {
+        source: PathBuf,
+        /// The sync point: its id, its label, or a UTC time.
+        #[arg(long, value_name = "SYNC")]
+        at: String,
+        new_volume: PathBuf,
+        /// Where the new volume's segments are stored [default: NEW_VOLUME/archive].
+        #[arg(long)]
+        backing_store: Option<PathBuf>,
+        /// Number of segments in the new volume's working set.
+        #[arg(long)]
+        working_set: Option<u32>,
+    },
     /// Exercise the engine on VOLUME without a mount: write files, take sync
     /// points, change and delete, then read the old state back from a view.
     ///
@@ -177,6 +203,7 @@ enum Command {
     },
 }
 
+mod clone;
 mod flush;
 mod helper;
 mod mount;
@@ -309,6 +336,13 @@ fn dispatch(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Clone {
+            source,
+            at,
+            new_volume,
+            backing_store,
+            working_set,
+        } => clone::run(&source, &at, &new_volume, backing_store, working_set),
         Command::Demo { volume } => demo(&volume),
         Command::Mount {
             volume,

@@ -1,0 +1,129 @@
+//! A new volume whose live state is one sync point's view: `lsvfs clone`.
+//! The view's live records are committed into the new volume as they are
+//! (the same inode numbers, attributes with their times, names, hard
+//! links, xattrs, symlink targets and data blocks; holes stay holes), so
+//! the time and space a clone takes grow with the live data at the sync
+//! point, not with the history behind it. The new volume has its own id,
+//! and its first sync point, labelled after its source, marks it complete.
+
+use crate::error::{Error, Result};
+use crate::format::segment::segment_cost;
+use crate::format::{FileKind, Record};
+use crate::log::writer::group_max;
+use crate::policy::Policy;
+use crate::view::View;
+use crate::volume::Volume;
+use std::path::Path;
+
+/// Records committed per group: well inside any segment.
+const GROUP_BYTES: usize = 1 << 20;
+
+/// What a clone wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cloned {
+    pub inodes: u64,
+    pub data_bytes: u64,
+    /// The new volume's sync point that marks the clone complete.
+    pub sync_point: u64,
+}
+
+/// Creates the volume in `dir` with `policy` and commits `view`'s live
+/// state into it; `label` names the completing sync point. A failure
+/// leaves no volume behind (the directory is removed if this created it).
+pub fn clone_view(view: &View, dir: &Path, policy: &Policy, label: &str) -> Result<Cloned> {
+    let existed = dir.exists();
+    Volume::create(dir, policy)?;
+    let result = Volume::open(dir).and_then(|vol| {
+        let cloned = copy(view, &vol, label)?;
+        vol.close()?;
+        Ok(cloned)
+    });
+    if result.is_err() && !existed {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    result
+}
+
+fn copy(view: &View, vol: &Volume, label: &str) -> Result<Cloned> {
+    let limit = GROUP_BYTES.min(group_max(vol.policy().segment_size) / 2);
+    let mut group = Group {
+        vol,
+        records: Vec::new(),
+        bytes: 0,
+        limit,
+    };
+    let (tree, index) = (view.tree(), view.index());
+    let mut cloned = Cloned::default();
+    for ino in index.inos() {
+        let Some(attrs) = tree.getattr(ino)? else {
+            continue;
+        };
+        // Unlinked while open when the sync point was taken: nobody can
+        // reach it, and the source's next open deletes it too.
+        if attrs.nlink == 0 && attrs.kind != FileKind::Directory {
+            continue;
+        }
+        cloned.inodes += 1;
+        group.add(Record::Inode { ino, attrs })?;
+        for name in index.xattr_names(ino) {
+            if let Some(value) = tree.getxattr(ino, &name)? {
+                group.add(Record::Xattr { ino, name, value })?;
+            }
+        }
+        for (name, entry) in index.list_dir(ino, None) {
+            let (child, kind) = (entry.child, entry.kind);
+            group.add(Record::Dirent {
+                parent: ino,
+                name,
+                child,
+                kind,
+            })?;
+        }
+        for run in index.block_runs(ino, 0, u64::MAX) {
+            for block in run.block..run.block + run.count {
+                if let Some(bytes) = tree.read_block(ino, block)? {
+                    cloned.data_bytes += bytes.len() as u64;
+                    group.add(Record::Data { ino, block, bytes })?;
+                }
+            }
+        }
+    }
+    group.flush()?;
+    vol.fsync()?;
+    cloned.sync_point = vol.sync_point(label, "lsvfs clone")?.info.id;
+    Ok(cloned)
+}
+
+/// Records gathered into groups of at most `limit` bytes.
+struct Group<'a> {
+    vol: &'a Volume,
+    records: Vec<Record>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Group<'_> {
+    fn add(&mut self, record: Record) -> Result<()> {
+        let len = segment_cost(&record, record.encoded_len() as u32) as usize;
+        if self.bytes + len > self.limit {
+            self.flush()?;
+        }
+        self.bytes += len;
+        self.records.push(record);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        if self.records.is_empty() {
+            return Ok(());
+        }
+        self.bytes = 0;
+        let records = std::mem::take(&mut self.records);
+        self.vol.commit(records).map(drop).map_err(|e| match e {
+            Error::NoSpace(why) => Error::NoSpace(format!(
+                "the clone does not fit the new volume's working set ({why}); give it a larger --working-set"
+            )),
+            e => e,
+        })
+    }
+}
