@@ -1,8 +1,9 @@
 //! Backing stores: where retired segments are kept, as immutable named
 //! objects. The engine sees only [`BackingStore`]; [`LocalDir`] is the
 //! default (a directory, possibly on another disk or a network mount),
-//! [`Memory`] and [`Faulty`] serve tests and benchmarks. Every one of them
-//! passes the same [`contract`].
+//! [`S3Store`] an S3-compatible bucket (`s3://BUCKET/PREFIX`), [`Memory`]
+//! and [`Faulty`] serve tests and benchmarks. Every one of them passes the
+//! same [`contract`].
 //!
 //! The trait maps onto S3 without touching the engine: `put` is a
 //! conditional PUT (atomic, never replacing, durable once it answers),
@@ -16,11 +17,13 @@ mod error;
 mod faulty;
 mod local;
 mod memory;
+mod s3;
 
 pub use error::{ArchiveError, StoreError};
 pub use faulty::Faulty;
 pub use local::LocalDir;
 pub use memory::Memory;
+pub use s3::{PART_SIZE, S3Store};
 
 pub trait BackingStore: Send + Sync + 'static {
     /// Stores `bytes` under `name`, durably and atomically: once this
