@@ -6,7 +6,7 @@
 //! ```text
 //! VOLUME/lsvfs.toml   policy          VOLUME/lock        holder, clean-close mark
 //! VOLUME/syncpoints   catalog         VOLUME/segments/   segment files
-//! VOLUME/archive/     default backing store
+//! VOLUME/archive/     default backing store (none for an s3:// store)
 //! ```
 //! The policy file's name is [`POLICY_FILE`], the lock's
 //! [`crate::log::lock::LOCK_FILE`], the catalog's
@@ -18,8 +18,8 @@ use crate::error::{Error, Result, io};
 use crate::log::catalog::Catalog;
 use crate::log::lock::Found;
 use crate::log::{FdatasyncHook, LogConfig, segment};
-use crate::policy::{POLICY_FILE, Policy};
-use crate::store::{ArchiveError, BackingStore, LocalDir};
+use crate::policy::{POLICY_FILE, Policy, StoreLocation};
+use crate::store::{ArchiveError, BackingStore, LocalDir, S3Store};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -62,7 +62,10 @@ pub fn create(disk: &dyn Disk, dir: &Path, policy: &Policy) -> Result<()> {
         Err(e) => return Err(io(format!("cannot read {}", dir.display()))(e)),
     }
     create_dirs(disk, &segments_dir(dir))?;
-    create_dirs(disk, &policy.backing_store_path(dir))?;
+    // A URL store is not created here: its bucket is the user's.
+    if policy.store_is_local() {
+        create_dirs(disk, &policy.backing_store_path(dir))?;
+    }
     Catalog::create(disk, dir)?;
     // The policy file goes last: its presence is what makes a volume.
     write_durably(disk, &dir.join(POLICY_FILE), policy.to_toml().as_bytes())?;
@@ -100,11 +103,11 @@ fn create_dirs(disk: &dyn Disk, path: &Path) -> Result<()> {
 /// so had 0755: the segments hold every user's data). The volume and store
 /// directories are where the user put them (a symlink there is theirs);
 /// `segments/` is lsvfs's own. `own_store`: the store is the policy's
-/// local directory.
+/// (not one given to the opener); only a local directory is checked.
 pub fn check_private(disk: &dyn Disk, dir: &Path, policy: &Policy, own_store: bool) -> Result<()> {
     let seg_dir = segments_dir(dir);
     let mut private = vec![(dir.to_path_buf(), true), (seg_dir.clone(), false)];
-    if own_store {
+    if own_store && policy.store_is_local() {
         private.push((policy.backing_store_path(dir), true));
     }
     for (path, follow) in &private {
@@ -156,19 +159,24 @@ pub fn check_not_a_copy(disk: &dyn Disk, found: &Found, policy: &Policy) -> Resu
 }
 
 /// The archive of the volume in `dir`: in `store` if given, else in the
-/// local directory its policy names. Not yet listed.
+/// store its policy names (a local directory, or an `s3://` URL whose
+/// endpoint and credentials come from the environment). Not yet listed;
+/// no request is made to a remote store.
 pub fn open_archive(
     disk: &Arc<dyn Disk>,
     dir: &Path,
     policy: &Policy,
     store: Option<Arc<dyn BackingStore>>,
 ) -> Result<Arc<Archive>> {
-    let store = match store {
-        Some(s) => s,
-        None => Arc::new(
+    let store: Arc<dyn BackingStore> = match (store, policy.store_location()?) {
+        (Some(s), _) => s,
+        (None, StoreLocation::Dir(_)) => Arc::new(
             LocalDir::open(disk.clone(), &policy.backing_store_path(dir))
                 .map_err(ArchiveError::from)?,
         ),
+        (None, StoreLocation::S3 { bucket, prefix }) => {
+            Arc::new(S3Store::open(&bucket, &prefix).map_err(ArchiveError::from)?)
+        }
     };
     Ok(Arc::new(Archive::open(
         store,
@@ -205,20 +213,31 @@ pub enum Source {
     Store(Arc<Archive>),
 }
 
-/// Tells a volume directory from a backing store directory: a volume has
-/// its policy file; any other directory is read as a store, opened for
-/// reading only.
+/// Tells a volume directory from a backing store: an `s3://` URL is a
+/// store; a directory with a policy file is a volume; any other directory
+/// is read as a store, opened for reading only.
 pub fn source(path: &Path) -> Result<Source> {
     let disk = crate::disk::real();
-    if disk.exists(&path.join(POLICY_FILE)) {
-        return Ok(Source::Volume(path.to_path_buf()));
-    }
-    check_volume(&*disk, path).or_else(|e| match e {
-        Error::NotAVolume { .. } => Ok(()),
-        e => Err(e),
-    })?;
-    let store: Arc<dyn BackingStore> =
-        Arc::new(LocalDir::reader(disk, path).map_err(ArchiveError::from)?);
+    let store: Arc<dyn BackingStore> = match crate::policy::store_url(path) {
+        Some(url) => {
+            let (bucket, prefix) = crate::policy::parse_s3_url(&url).map_err(|why| {
+                Error::Invalid(format!(
+                    "{why}; a source is a volume, a store directory or s3://BUCKET/PREFIX"
+                ))
+            })?;
+            Arc::new(S3Store::open(&bucket, &prefix).map_err(ArchiveError::from)?)
+        }
+        None if disk.exists(&path.join(POLICY_FILE)) => {
+            return Ok(Source::Volume(path.to_path_buf()));
+        }
+        None => {
+            check_volume(&*disk, path).or_else(|e| match e {
+                Error::NotAVolume { .. } => Ok(()),
+                e => Err(e),
+            })?;
+            Arc::new(LocalDir::reader(disk, path).map_err(ArchiveError::from)?)
+        }
+    };
     let ids = crate::archive::volumes(&*store).map_err(ArchiveError::from)?;
     let volume_id = match ids[..] {
         [id] => id,

@@ -55,6 +55,53 @@ pub fn store_url(path: &Path) -> Option<String> {
     is_scheme.then(|| text.to_string())
 }
 
+/// Where the backing store is, as the policy names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A local directory (relative paths are relative to the volume).
+    Dir(PathBuf),
+    /// `s3://BUCKET/PREFIX`: objects `PREFIX/NAME` in an S3-compatible
+    /// bucket; endpoint, region and credentials come from the environment.
+    S3 { bucket: String, prefix: String },
+}
+
+/// Parses `s3://BUCKET[/PREFIX]`. The bucket follows S3's naming rules
+/// (3 to 63 of `[a-z0-9.-]`, a letter or digit at each end); the prefix is
+/// `/`-separated parts of `[A-Za-z0-9._-]`, none `.` or `..` or empty (a
+/// trailing `/` is dropped). Nothing else (no user, port, query) is taken:
+/// the endpoint and credentials never live in the volume.
+pub fn parse_s3_url(url: &str) -> Result<(String, String), String> {
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| format!("{url} is not an s3:// URL"))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-.".contains(&b))
+        && bucket.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && bucket.ends_with(|c: char| c.is_ascii_alphanumeric());
+    if !bucket_ok {
+        return Err(format!(
+            "{url}: bucket name {bucket:?} is not valid (3 to 63 lower-case letters, digits, dots and hyphens)"
+        ));
+    }
+    let prefix = prefix.strip_suffix('/').unwrap_or(prefix);
+    let part_ok = |p: &str| {
+        !p.is_empty()
+            && p != "."
+            && p != ".."
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if !prefix.is_empty() && !prefix.split('/').all(part_ok) {
+        return Err(format!(
+            "{url}: prefix {prefix:?} is not valid (parts of letters, digits, '.', '_' and '-' separated by '/')"
+        ));
+    }
+    Ok((bucket.to_string(), prefix.to_string()))
+}
+
 fn invalid(field: &'static str, reason: impl Into<String>) -> PolicyError {
     PolicyError::Invalid {
         field,
@@ -187,15 +234,41 @@ impl Policy {
         if self.backing_store.as_os_str().is_empty() {
             return Err(invalid("backing_store", "empty path"));
         }
-        if let Some(url) = store_url(&self.backing_store) {
+        self.store_location()?;
+        Ok(())
+    }
+
+    /// Where the backing store is: a local directory, or an `s3://` URL.
+    /// Any other URL is refused (and no directory is made of it).
+    pub fn store_location(&self) -> Result<StoreLocation, PolicyError> {
+        let Some(url) = store_url(&self.backing_store) else {
+            return Ok(StoreLocation::Dir(self.backing_store.clone()));
+        };
+        if !url.starts_with("s3://") {
             return Err(invalid(
                 "backing_store",
                 format!(
-                    "{url} is a URL; this version stores only into a local directory (give a path)"
+                    "{url}: only s3:// URLs (S3-compatible object storage) or local directories are supported"
                 ),
             ));
         }
-        Ok(())
+        let (bucket, prefix) = parse_s3_url(&url).map_err(|e| invalid("backing_store", e))?;
+        Ok(StoreLocation::S3 { bucket, prefix })
+    }
+
+    /// Whether the backing store is a local directory (which the volume
+    /// creates and checks) rather than a URL.
+    pub fn store_is_local(&self) -> bool {
+        matches!(self.store_location(), Ok(StoreLocation::Dir(_)))
+    }
+
+    /// Where the backing store is, for messages: its URL, or its directory
+    /// resolved against the volume directory.
+    pub fn store_display(&self, volume: &Path) -> String {
+        match store_url(&self.backing_store) {
+            Some(url) => url,
+            None => self.backing_store_path(volume).display().to_string(),
+        }
     }
 
     /// Data blocks the volume may hold: three quarters of the full data
@@ -219,7 +292,8 @@ impl Policy {
         self.capacity_blocks() * block_cost(self.block_size as u32)
     }
 
-    /// The backing store directory, resolved against the volume directory.
+    /// The backing store directory, resolved against the volume directory
+    /// (meaningful only for a local store: see [`Policy::store_location`]).
     pub fn backing_store_path(&self, volume: &Path) -> PathBuf {
         volume.join(&self.backing_store)
     }
@@ -360,7 +434,15 @@ mod tests {
             (|p| p.format_version = 9, "format_version"),
             (|p| p.backing_store = PathBuf::new(), "backing_store"),
             (
-                |p| p.backing_store = PathBuf::from("s3://bucket/prefix"),
+                |p| p.backing_store = PathBuf::from("gs://bucket/prefix"),
+                "backing_store",
+            ),
+            (
+                |p| p.backing_store = PathBuf::from("s3://Bucket/prefix"),
+                "backing_store",
+            ),
+            (
+                |p| p.backing_store = PathBuf::from("s3://bucket/a//b"),
                 "backing_store",
             ),
             (|p| p.reserve = 1, "reserve"),
@@ -372,5 +454,49 @@ mod tests {
             let err = p.validate().unwrap_err().to_string();
             assert!(err.starts_with(field), "{err} should name {field}");
         }
+    }
+
+    #[test]
+    fn store_locations_are_directories_or_s3_urls() {
+        let mut p = policy();
+        assert_eq!(
+            p.store_location().unwrap(),
+            StoreLocation::Dir(PathBuf::from("archive"))
+        );
+        p.backing_store = PathBuf::from("s3://my-bucket/lsvfs/pg/");
+        p.validate().unwrap();
+        assert_eq!(
+            p.store_location().unwrap(),
+            StoreLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: "lsvfs/pg".into()
+            }
+        );
+        assert!(!p.store_is_local());
+        assert_eq!(p.store_display(Path::new("/v")), "s3://my-bucket/lsvfs/pg/");
+        p.backing_store = PathBuf::from("s3://my-bucket");
+        assert_eq!(
+            p.store_location().unwrap(),
+            StoreLocation::S3 {
+                bucket: "my-bucket".into(),
+                prefix: String::new()
+            }
+        );
+        for bad in [
+            "s3://ab/x",
+            "s3://-bucket/x",
+            "s3://bucket/../x",
+            "s3://bucket/a b",
+            "s3://user@bucket/x",
+            "s3://bucket:9000/x",
+            "s3://bucket/x?y",
+        ] {
+            p.backing_store = PathBuf::from(bad);
+            let e = p.validate().unwrap_err().to_string();
+            assert!(e.starts_with("backing_store: s3://"), "{bad}: {e}");
+        }
+        p.backing_store = PathBuf::from("http://host/bucket");
+        let e = p.validate().unwrap_err().to_string();
+        assert!(e.contains("only s3:// URLs"), "{e}");
     }
 }

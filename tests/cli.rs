@@ -298,21 +298,35 @@ fn a_missing_volume_and_a_bad_size_read_exactly_so() {
     );
     assert!(!missing.exists());
     // Issue 12.11: a store URL this version cannot serve is refused, not
-    // made into a local directory named `s3:`.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lsvfs"))
-        .current_dir(tmp.path())
-        .args([
-            "create",
-            path(&missing),
-            "--backing-store",
-            "s3://bucket/vols",
-        ])
-        .output()
-        .unwrap();
+    // made into a local directory named `gs:`.
+    let create_in_tmp = |store: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_lsvfs"))
+            .current_dir(tmp.path())
+            .args(["create", path(&missing), "--backing-store", store])
+            .output()
+            .unwrap()
+    };
+    let out = create_in_tmp("gs://bucket/vols");
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "lsvfs: --backing-store: s3://bucket/vols is a URL; this version stores only into a local directory (give a path)\n"
+        "lsvfs: --backing-store: gs://bucket/vols: only s3:// URLs (S3-compatible object storage) or local directories are supported\n"
     );
-    assert!(!missing.exists() && !tmp.path().join("s3:").exists());
+    assert!(!missing.exists() && !tmp.path().join("gs:").exists());
+    let out = create_in_tmp("s3://Bucket/vols");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with(
+        "lsvfs: --backing-store: s3://Bucket/vols: bucket name \"Bucket\" is not valid"
+    ));
+    // Issue 15: an s3:// store is kept as its URL, and no directory is made
+    // for it (nor is the store contacted: it may not be reachable yet).
+    let out = create_in_tmp("s3://bucket/vols/pg");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("store s3://bucket/vols/pg)\n"));
+    let policy = std::fs::read_to_string(missing.join("lsvfs.toml")).unwrap();
+    assert!(
+        policy.contains("backing_store = \"s3://bucket/vols/pg\"\n"),
+        "{policy}"
+    );
+    assert!(!missing.join("archive").exists() && !tmp.path().join("s3:").exists());
 }

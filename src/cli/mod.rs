@@ -39,8 +39,14 @@ enum Command {
     /// Example: lsvfs create /var/lib/lsvfs/pg --segment-size 64M --working-set 128
     Create {
         volume: PathBuf,
-        /// Where retired segments are stored [default: VOLUME/archive].
-        #[arg(long)]
+        /// Where retired segments are stored: a directory, or
+        /// s3://BUCKET/PREFIX in an S3-compatible store, whose endpoint,
+        /// region and credentials come from the environment
+        /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+        /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for an http://
+        /// endpoint) and are never written into the volume
+        /// [default: VOLUME/archive].
+        #[arg(long, value_name = "DIR|URL")]
         backing_store: Option<PathBuf>,
         /// Size of a data block: a power of two from 512 to 1M.
         #[arg(long, default_value = "4K", value_parser = parse_size)]
@@ -332,7 +338,7 @@ fn dispatch(command: Command) -> Result<()> {
                 policy.volume_id,
                 policy.working_set,
                 crate::policy::format_size(policy.segment_size),
-                policy.backing_store_path(&volume).display()
+                policy.store_display(&volume)
             );
             Ok(())
         }

@@ -120,7 +120,10 @@ pub fn volume_of(path: &Path) -> Result<PathBuf> {
 /// The sync points of a volume (or of the volume behind a mount point),
 /// or those a backing store serves alone.
 pub fn list(path: &Path, json: bool) -> Result<()> {
-    let source = volume_of(path)?;
+    let source = match crate::policy::store_url(path) {
+        Some(_) => path.to_path_buf(),
+        None => volume_of(path)?,
+    };
     let (points, locations) = match crate::layout::source(&source)? {
         Source::Volume(volume) => {
             let points = Volume::sync_points_of(&volume)?;

@@ -101,7 +101,12 @@ pub fn check_mountpoint(mountpoint: &Path) -> Result<(), MountError> {
 /// Both paths made absolute, the mount point checked.
 fn absolute_paths(volume: &Path, mountpoint: &Path) -> Result<(PathBuf, PathBuf), MountError> {
     let abs = |p: &Path| std::path::absolute(p).map_err(|e| MountError::Mountpoint(e.to_string()));
-    let (volume, mountpoint) = (abs(volume)?, abs(mountpoint)?);
+    // A store URL names no local path.
+    let volume = match crate::policy::store_url(volume) {
+        Some(_) => volume.to_path_buf(),
+        None => abs(volume)?,
+    };
+    let mountpoint = abs(mountpoint)?;
     check_mountpoint(&mountpoint)?;
     Ok((volume, mountpoint))
 }

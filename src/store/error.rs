@@ -30,6 +30,37 @@ pub enum StoreError {
         name: String,
         source: std::io::Error,
     },
+    /// A remote store whose endpoint answers no connection (after retries).
+    #[error(
+        "cannot {op} {name} in backing store {store}: endpoint {endpoint} is unreachable: {reason}"
+    )]
+    Unreachable {
+        store: String,
+        endpoint: String,
+        op: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error("cannot {op} {name} in backing store {store}: bucket {bucket} does not exist")]
+    NoBucket {
+        store: String,
+        bucket: String,
+        op: &'static str,
+        name: String,
+    },
+    /// The server refused the credentials or the request (401, 403).
+    #[error(
+        "cannot {op} {name} in backing store {store}: access denied ({reason}); check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the bucket's policy"
+    )]
+    Denied {
+        store: String,
+        op: &'static str,
+        name: String,
+        reason: String,
+    },
+    /// The store cannot be set up from its URL and the environment.
+    #[error("cannot use backing store {store}: {reason}")]
+    Config { store: String, reason: String },
 }
 
 impl StoreError {

@@ -1,23 +1,29 @@
 //! Backing stores: where retired segments are kept, as immutable named
 //! objects. The engine sees only [`BackingStore`]; [`LocalDir`] is the
 //! default (a directory, possibly on another disk or a network mount),
-//! [`Memory`] and [`Faulty`] serve tests and benchmarks.
+//! [`S3Store`] an S3-compatible bucket (`s3://BUCKET/PREFIX`), [`Memory`]
+//! and [`Faulty`] serve tests and benchmarks. Every one of them passes the
+//! same [`contract`].
 //!
-//! The trait is shaped so that an S3-compatible store can be added without
-//! touching the engine: `put` maps to PUT (atomic and durable once it
-//! answers), `get_range` to a ranged GET, `size` to HEAD, `list` to
-//! ListObjectsV2 (paginated, under a prefix), `delete` to DELETE (which
-//! succeeds for a missing key). Object names are short and flat.
+//! The trait maps onto S3 without touching the engine: `put` is a
+//! conditional PUT (atomic, never replacing, durable once it answers),
+//! `get_range` a ranged GET, `size` HEAD, `list` ListObjectsV2 (paginated,
+//! under a prefix), `delete` DELETE (which succeeds for a missing key).
+//! Object names are short and flat.
 
+#[doc(hidden)]
+pub mod contract;
 mod error;
 mod faulty;
 mod local;
 mod memory;
+mod s3;
 
 pub use error::{ArchiveError, StoreError};
 pub use faulty::Faulty;
 pub use local::LocalDir;
 pub use memory::Memory;
+pub use s3::{PART_SIZE, S3Store};
 
 pub trait BackingStore: Send + Sync + 'static {
     /// Stores `bytes` under `name`, durably and atomically: once this
@@ -75,54 +81,8 @@ fn range(
 
 #[cfg(test)]
 mod tests {
+    use super::contract::contract;
     use super::*;
-
-    /// The contract every store keeps.
-    fn contract(s: &dyn BackingStore) {
-        assert!(s.list().unwrap().is_empty());
-        s.put("b.lsa", b"hello world").unwrap();
-        s.put("a.lsa", b"").unwrap();
-        assert_eq!(s.get("b.lsa").unwrap(), b"hello world");
-        assert_eq!(s.get("a.lsa").unwrap(), b"");
-        assert_eq!(s.size("b.lsa").unwrap(), 11);
-        assert_eq!(s.get_range("b.lsa", 6, 5).unwrap(), b"world");
-        assert_eq!(s.get_range("b.lsa", 11, 0).unwrap(), b"");
-        for (off, len) in [(6, 6), (12, 0), (u64::MAX, 2)] {
-            let e = s.get_range("b.lsa", off, len).unwrap_err();
-            assert!(matches!(e, StoreError::Range { .. }), "{e}");
-        }
-        let e = s.put("b.lsa", b"replaced").unwrap_err();
-        assert!(matches!(e, StoreError::Exists { .. }), "{e}");
-        assert_eq!(s.get("b.lsa").unwrap(), b"hello world");
-        assert_eq!(
-            s.list().unwrap(),
-            vec![("a.lsa".to_string(), 0), ("b.lsa".to_string(), 11)]
-        );
-        for e in [
-            s.get("nope").unwrap_err(),
-            s.get_range("nope", 0, 1).unwrap_err(),
-            s.size("nope").unwrap_err(),
-        ] {
-            assert!(e.is_not_found(), "{e}");
-            assert!(e.to_string().contains("nope"), "{e}");
-        }
-        s.delete("a.lsa").unwrap();
-        s.delete("a.lsa").unwrap();
-        assert!(s.get("a.lsa").unwrap_err().is_not_found());
-        let long = "x".repeat(201);
-        for bad in ["", "a/b", "..", ".hidden", long.as_str()] {
-            let e = s.put(bad, b"x").unwrap_err();
-            assert!(matches!(e, StoreError::InvalidName(_)), "{bad:?}: {e}");
-        }
-        let big: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
-        s.put("big", &big).unwrap();
-        assert_eq!(s.get("big").unwrap(), big);
-        assert_eq!(
-            s.get_range("big", 1 << 20, 7).unwrap(),
-            &big[1 << 20..(1 << 20) + 7]
-        );
-        assert_eq!(s.list().unwrap().len(), 2);
-    }
 
     #[test]
     fn local_directory_keeps_the_contract() {
