@@ -9,7 +9,7 @@
 mod common;
 
 use common::facts::{Facts, assert_same, manifest, set_xattr};
-use common::mount::{Detach, Mounted, SMALL_SEGMENTS, lsvfs, run};
+use common::mount::{Detach, Mounted, SMALL_SEGMENTS, lsvfs, run, view_tree, wait_listed};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
@@ -350,21 +350,8 @@ fn sync_points_in_sealed_segments_mount_and_clone_from_the_store_alone() {
     // Seal the segments holding them; nothing retires (a large working
     // set), so the store has them only because sealed segments ship.
     std::fs::write(m.path("seal"), vec![7u8; 600_000]).unwrap();
-    let listed_ids = |out: &str| -> Vec<u64> {
-        let ids = out.lines().skip(1);
-        ids.filter_map(|l| l.split_whitespace().next()?.parse().ok())
-            .collect()
-    };
-    let mut listed = String::new();
-    for _ in 0..300 {
-        listed = run(lsvfs().arg("sync-points").arg(&store));
-        if listed_ids(&listed) == recorded.keys().copied().collect::<Vec<_>>() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
     let ids: Vec<u64> = recorded.keys().copied().collect();
-    assert_eq!(listed_ids(&listed), ids, "listed from the store:\n{listed}");
+    let listed = wait_listed(lsvfs, &store, &ids);
     assert!(
         listed.lines().skip(1).all(|l| l.contains("store")),
         "{listed}"
@@ -375,19 +362,8 @@ fn sync_points_in_sealed_segments_mount_and_clone_from_the_store_alone() {
     m.unmount();
     std::fs::remove_dir_all(&m.volume).unwrap();
     for (id, want) in &recorded {
-        let dir = tempfile::Builder::new()
-            .prefix("lsvfs-view")
-            .tempdir()
-            .unwrap();
-        run(lsvfs()
-            .arg("mount")
-            .arg(&store)
-            .arg(dir.path())
-            .args(["--at", &id.to_string()]));
-        let _guard = Detach(dir.path());
-        let got = manifest(dir.path(), true);
+        let got = view_tree(lsvfs, &store, *id);
         assert_same(&got, want, &format!("sync point {id} from the store alone"));
-        run(lsvfs().arg("unmount").arg(dir.path()));
     }
 
     // A clone of the newest, from the store alone, is a writable volume

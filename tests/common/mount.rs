@@ -195,3 +195,51 @@ impl Drop for Mounted {
         }
     }
 }
+
+/// The sync point ids of a `sync-points` listing, in its order.
+fn listed_ids(listing: &str) -> Vec<u64> {
+    let lines = listing.lines().skip(1);
+    lines
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// Runs `lsvfs sync-points SOURCE` (commands made by `lsvfs`, which may set
+/// an environment) until it lists exactly `ids`, for up to 30 s; returns
+/// the last listing.
+pub fn wait_listed(lsvfs: impl Fn() -> Command, source: &Path, ids: &[u64]) -> String {
+    let mut listed = String::new();
+    for _ in 0..300 {
+        listed = run(lsvfs().arg("sync-points").arg(source));
+        if listed_ids(&listed) == ids {
+            return listed;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!(
+        "sync-points {} never listed {ids:?}:\n{listed}",
+        source.display()
+    );
+}
+
+/// Mounts sync point `id` of `source` (a volume, a store or a store URL) on
+/// a fresh directory, reads its tree and unmounts it.
+pub fn view_tree(
+    lsvfs: impl Fn() -> Command,
+    source: &Path,
+    id: u64,
+) -> std::collections::BTreeMap<String, super::facts::Facts> {
+    let dir = tempfile::Builder::new()
+        .prefix("lsvfs-view")
+        .tempdir()
+        .unwrap();
+    run(lsvfs()
+        .arg("mount")
+        .arg(source)
+        .arg(dir.path())
+        .args(["--at", &id.to_string()]));
+    let _guard = Detach(dir.path());
+    let tree = super::facts::manifest(dir.path(), true);
+    run(lsvfs().arg("unmount").arg(dir.path()));
+    tree
+}

@@ -6,7 +6,7 @@
 //! recorded tree, and `clone` makes a writable volume of the newest.
 
 use super::common::facts::{Facts, assert_same, manifest};
-use super::common::mount::{Detach, Mounted, lsvfs, run};
+use super::common::mount::{Detach, Mounted, lsvfs, run, view_tree, wait_listed};
 use super::common::s3::{BUCKET, S3Server};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -57,41 +57,14 @@ fn a_lost_volume_lists_mounts_and_clones_from_its_s3_url_alone() {
     }
     std::fs::write(m.path("seal"), vec![7u8; 600_000]).unwrap();
     let ids: Vec<u64> = recorded.keys().copied().collect();
-    let listed_ids = |out: &str| -> Vec<u64> {
-        let lines = out.lines().skip(1);
-        lines
-            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-            .collect()
-    };
-    let mut listed = String::new();
-    for _ in 0..300 {
-        listed = run(lsvfs_on(&server).arg("sync-points").arg(&url));
-        if listed_ids(&listed) == ids {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    assert_eq!(listed_ids(&listed), ids, "listed from {url}:\n{listed}");
+    let on_s3 = || lsvfs_on(&server);
+    wait_listed(on_s3, Path::new(&url), &ids);
     m.unmount();
     std::fs::remove_dir_all(&m.volume).unwrap();
 
     for (id, want) in &recorded {
-        let dir = tempfile::Builder::new()
-            .prefix("lsvfs-view")
-            .tempdir()
-            .unwrap();
-        run(lsvfs_on(&server)
-            .arg("mount")
-            .arg(&url)
-            .arg(dir.path())
-            .args(["--at", &id.to_string()]));
-        let _guard = Detach(dir.path());
-        assert_same(
-            &manifest(dir.path(), true),
-            want,
-            &format!("sync point {id} from {url}"),
-        );
-        run(lsvfs().arg("unmount").arg(dir.path()));
+        let got = view_tree(on_s3, Path::new(&url), *id);
+        assert_same(&got, want, &format!("sync point {id} from {url}"));
     }
 
     let (id, want) = recorded.iter().next_back().unwrap();
