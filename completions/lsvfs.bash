@@ -117,7 +117,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__create)
-            opts="-v -q -h --backing-store --block-size --segment-size --working-set --compression-level --reserve --cache-size --verbose --quiet --help"
+            opts="-v -q -h --backing-store --block-size --segment-size --working-set --compression-level --reserve --cache-size --ship-interval --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -148,6 +148,10 @@ _lsvfs() {
                     return 0
                     ;;
                 --cache-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ship-interval)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -16,6 +16,11 @@ pub const DEFAULT_WORKING_SET: u32 = 64;
 pub const DEFAULT_COMPRESSION_LEVEL: i32 = 3;
 pub const DEFAULT_RESERVE: u32 = 8;
 pub const DEFAULT_CACHE_SIZE: u64 = 256 << 20;
+/// Most seconds between a sync point and the moment the backing store
+/// alone can serve it (see [`Policy::ship_interval_s`]).
+pub const DEFAULT_SHIP_INTERVAL_S: u32 = 10;
+/// Bounds of the ship interval, in seconds.
+pub const SHIP_INTERVAL_S_RANGE: std::ops::RangeInclusive<u32> = 1..=3600;
 
 const BLOCK_SIZE_MIN: u64 = 512;
 const BLOCK_SIZE_MAX: u64 = 1 << 20;
@@ -132,6 +137,11 @@ pub struct Policy {
     /// retired segments (views).
     #[serde(default = "default_cache_size")]
     pub cache_size: u64,
+    /// A sync point in the segment being written is shipped to the store
+    /// (as a partial object of that segment) within this many seconds, so
+    /// that the store alone can serve it before the segment seals.
+    #[serde(default = "default_ship_interval_s")]
+    pub ship_interval_s: u32,
 }
 
 fn default_reserve() -> u32 {
@@ -140,6 +150,10 @@ fn default_reserve() -> u32 {
 
 fn default_cache_size() -> u64 {
     DEFAULT_CACHE_SIZE
+}
+
+fn default_ship_interval_s() -> u32 {
+    DEFAULT_SHIP_INTERVAL_S
 }
 
 impl Policy {
@@ -155,6 +169,7 @@ impl Policy {
             backing_store: PathBuf::from("archive"),
             reserve: DEFAULT_RESERVE,
             cache_size: DEFAULT_CACHE_SIZE,
+            ship_interval_s: DEFAULT_SHIP_INTERVAL_S,
         }
     }
 
@@ -228,6 +243,15 @@ impl Policy {
                     "{} is too small: use at least {}",
                     format_size(self.cache_size),
                     format_size(self.segment_size.min(CACHE_SIZE_MIN))
+                ),
+            ));
+        }
+        if !SHIP_INTERVAL_S_RANGE.contains(&self.ship_interval_s) {
+            return Err(invalid(
+                "ship_interval",
+                format!(
+                    "{} s is out of range: give 1 to 3600 seconds",
+                    self.ship_interval_s
                 ),
             ));
         }
@@ -342,6 +366,25 @@ fn check_power_of_two(field: &'static str, v: u64, min: u64, max: u64) -> Result
 }
 
 /// Parses a size such as `4096`, `4K`, `4KiB`, `64M`, `1G` (binary units).
+/// Parses a duration in whole seconds: `30`, `30s`, `5m`, `1h`.
+pub fn parse_seconds(s: &str) -> Result<u32, String> {
+    let (digits, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(format!("{s:?} is not a duration (e.g. 10s, 5m, 1h)")),
+    };
+    digits
+        .parse::<u32>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("{s:?} is not a duration (e.g. 10s, 5m, 1h)"))
+}
+
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -386,6 +429,17 @@ mod tests {
 
     fn policy() -> Policy {
         Policy::new(VolumeId([1; 16]))
+    }
+
+    #[test]
+    fn durations_parse_in_whole_seconds() {
+        assert_eq!(parse_seconds("10"), Ok(10));
+        assert_eq!(parse_seconds("10s"), Ok(10));
+        assert_eq!(parse_seconds("5m"), Ok(300));
+        assert_eq!(parse_seconds("1h"), Ok(3600));
+        for bad in ["", "s", "1.5s", "10ms", "-1", "99999999999s", "5000000h"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
@@ -447,6 +501,8 @@ mod tests {
             ),
             (|p| p.reserve = 1, "reserve"),
             (|p| p.cache_size = 4096, "cache_size"),
+            (|p| p.ship_interval_s = 0, "ship_interval"),
+            (|p| p.ship_interval_s = 3601, "ship_interval"),
         ];
         for (mutate, field) in cases {
             let mut p = policy();

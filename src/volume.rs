@@ -406,7 +406,10 @@ impl Threads {
             archive.clone(),
             atx,
             space_tx,
-            policy.working_set as u64,
+            archiver::Pace {
+                working_set: policy.working_set as u64,
+                ship_interval: std::time::Duration::from_secs(policy.ship_interval_s as u64),
+            },
             self.halt_at,
         )?;
         Ok((tx, writer, Some(archiver)))

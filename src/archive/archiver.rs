@@ -93,6 +93,16 @@ struct Sealed {
     raw: Vec<u8>,
 }
 
+/// How much the archiver keeps in primary, and how soon it ships.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    /// Segments primary storage holds before the oldest retires.
+    pub working_set: u64,
+    /// Most time between a sync point and the moment the store alone can
+    /// serve it.
+    pub ship_interval: Duration,
+}
+
 pub struct Archiver {
     shared: Arc<Shared>,
     archive: Arc<Archive>,
@@ -100,6 +110,7 @@ pub struct Archiver {
     space: Sender<()>,
     stop: Receiver<()>,
     working_set: u64,
+    ship_interval: Duration,
     stats: Arc<Stats>,
     halt_at: Option<Step>,
     /// Segments in primary that this archiver stored and verified.
@@ -145,7 +156,7 @@ impl Archiver {
         archive: Arc<Archive>,
         writer: Sender<Request>,
         space: Sender<()>,
-        working_set: u64,
+        pace: Pace,
         halt_at: Option<Step>,
     ) -> Result<Handle> {
         let (stop_tx, stop) = bounded(0);
@@ -161,7 +172,8 @@ impl Archiver {
             writer,
             space,
             stop,
-            working_set,
+            working_set: pace.working_set,
+            ship_interval: pace.ship_interval,
             stats: stats.clone(),
             halt_at,
             shipped: RefCell::new(BTreeSet::new()),
@@ -205,14 +217,20 @@ impl Archiver {
             let (what, done) = match (self.due(), self.unshipped(&mut cursor)) {
                 (Some(seq), _) => ("retiring", self.guarded(seq, |s| self.retire(s))),
                 (None, Some(seq)) => ("shipping", self.guarded(seq, |s| self.ship(s))),
-                (None, None) => {
-                    select! {
-                        recv(self.stop) -> _ => return,
-                        recv(wake) -> _ => {},
-                        default(POLL) => {},
+                (None, None) => match self.partial_due() {
+                    Some((seq, upto)) => (
+                        "shipping part of",
+                        self.guarded(seq, |s| self.ship_partial(s, upto)),
+                    ),
+                    None => {
+                        select! {
+                            recv(self.stop) -> _ => return,
+                            recv(wake) -> _ => {},
+                            default(POLL.min(self.ship_interval / 4)) => {},
+                        }
+                        continue;
                     }
-                    continue;
-                }
+                },
             };
             match done {
                 Ok(true) => {}
@@ -263,6 +281,50 @@ impl Archiver {
     fn ship(&self, seq: u64) -> Result<bool> {
         let sealed = self.read_sealed(seq)?;
         self.store(seq, &sealed)
+    }
+
+    /// The sync points in the segment being written that the store cannot
+    /// serve yet, once the oldest of them is half a ship interval old: the
+    /// segment and the newest of them (shipping up to the newest covers
+    /// all). Half, so that shipping (and a poll) fit in the interval.
+    fn partial_due(&self) -> Option<(u64, u32)> {
+        let sealed = self.shared.sealed();
+        let catalog = lock(self.shared.catalog());
+        let newest = catalog.entries().last().filter(|p| p.lsn.seq > sealed)?;
+        let seq = newest.lsn.seq;
+        let shipped = self.archive.partial_end(seq).unwrap_or(0);
+        let oldest = catalog
+            .entries()
+            .iter()
+            .find(|p| p.lsn.seq == seq && p.lsn.offset >= shipped)?;
+        let age = crate::time::now_ns().saturating_sub(oldest.info.time_ns);
+        (age >= self.ship_interval.as_nanos() as u64 / 2).then_some((seq, newest.lsn.offset))
+    }
+
+    /// Ships the first bytes of segment `seq`, still being written, up to
+    /// the sync record at `upto`, as a partial object. A failing store is
+    /// retried at the next poll. Returns false when the archiver must stop.
+    fn ship_partial(&self, seq: u64, upto: u32) -> Result<bool> {
+        let (disk, dir, id) = (
+            self.shared.disk(),
+            self.shared.dir(),
+            self.shared.volume_id(),
+        );
+        let Some(prefix) = super::partial::read_prefix(disk, dir, id, seq, upto)? else {
+            return Ok(true);
+        };
+        let (raw, footer, summary) = (&prefix.raw, &prefix.footer, &prefix.summary);
+        match self.archive.put_partial(seq, raw, footer, summary) {
+            Ok(_) => self.set_health(None),
+            Err(e) => {
+                self.set_health(Some(format!("segment {seq} (partial): {e}")));
+                select! {
+                    recv(self.stop) -> _ => return Ok(false),
+                    default(BACKOFF_FIRST) => {},
+                }
+            }
+        }
+        Ok(true)
     }
 
     /// Retires segment `seq`. Returns false when the archiver must stop.

@@ -3,7 +3,8 @@
 //! segment and whole window are stored. A host that never saw the volume
 //! finds here what it can restore (`lsvfs sync-points STORE`, `lsvfs mount
 //! STORE --at`). The sync points come from the objects' summaries, which
-//! hold every sync record whole.
+//! hold every sync record whole, the newest segments' from their partial
+//! objects (shipped before the segment sealed).
 
 use super::Archive;
 use crate::error::{Error, Result};
@@ -30,8 +31,13 @@ impl Archive {
     /// the store afresh; `progress` is told of each object read.
     pub fn sync_points(&self, progress: Progress) -> Result<Vec<SyncPoint>> {
         self.relist()?;
-        let stored: Vec<u64> = self.objects().iter().map(|(s, _)| *s).collect();
-        let set: BTreeSet<u64> = stored.iter().copied().collect();
+        let whole: BTreeSet<u64> = self.objects().iter().map(|(s, _)| *s).collect();
+        // A segment not sealed yet when it was shipped: its sync points up
+        // to the partial object's end.
+        let mut stored: Vec<u64> = whole.iter().copied().collect();
+        stored.extend(self.partial_segments());
+        stored.sort_unstable();
+        let set = whole;
         let mut points = Vec::new();
         for (i, &seq) in stored.iter().enumerate() {
             let trailer = self.trailer(seq)?;

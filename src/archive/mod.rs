@@ -7,6 +7,7 @@
 pub mod archiver;
 mod cache;
 mod listing;
+pub mod partial;
 
 pub use listing::volumes;
 
@@ -17,7 +18,7 @@ use crate::log::retired::RetiredSegments;
 use crate::store::{ArchiveError, BackingStore, StoreError};
 use crate::sync::lock;
 use cache::FrameCache;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 /// Most threads that compress one segment.
@@ -44,6 +45,8 @@ pub struct Archive {
     trailers: Mutex<HashMap<u64, Arc<Trailer>>>,
     /// Archived segments and their object sizes, once listed.
     objects: Mutex<Option<BTreeMap<u64, u64>>>,
+    /// Ends of the partial objects of segments not sealed when shipped.
+    partials: Mutex<BTreeMap<u64, BTreeSet<u32>>>,
 }
 
 impl Archive {
@@ -65,18 +68,35 @@ impl Archive {
             cache: FrameCache::new(cache_size),
             trailers: Mutex::new(HashMap::new()),
             objects: Mutex::new(None),
+            partials: Mutex::new(BTreeMap::new()),
         }
     }
 
     /// Lists the store again.
+    /// Lists the store again. Partial objects of segments stored whole
+    /// (left by a crash between the two) are deleted.
     pub fn relist(&self) -> Result<()> {
-        let objects = self
-            .store
-            .list()?
-            .into_iter()
-            .filter_map(|(name, size)| object::seq_of(self.volume_id, &name).map(|seq| (seq, size)))
+        let listing = self.store.list()?;
+        let objects: BTreeMap<u64, u64> = listing
+            .iter()
+            .filter_map(|(name, size)| object::seq_of(self.volume_id, name).map(|seq| (seq, *size)))
+            .collect();
+        let mut partials: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();
+        for (name, _) in &listing {
+            if let Some((seq, end)) = object::partial_of(self.volume_id, name) {
+                partials.entry(seq).or_default().insert(end);
+            }
+        }
+        let superseded: Vec<u64> = partials
+            .keys()
+            .copied()
+            .filter(|s| objects.contains_key(s))
             .collect();
         *lock(&self.objects) = Some(objects);
+        *lock(&self.partials) = partials;
+        for seq in superseded {
+            self.drop_partials(seq, u32::MAX);
+        }
         Ok(())
     }
 
@@ -119,7 +139,8 @@ impl Archive {
 
     /// Stores sealed segment `seq` (its bytes `[0, records_end)`, footer
     /// and summary), then reads the object back and checks that it
-    /// decodes to exactly these bytes. Only then is it counted as archived.
+    /// decodes to exactly these bytes. Only then is it counted as archived,
+    /// and the partial objects of the segment are deleted.
     pub fn put_segment(
         &self,
         seq: u64,
@@ -127,49 +148,132 @@ impl Archive {
         footer: &Footer,
         summary: &[u8],
     ) -> Result<Stored> {
-        let bytes = object::encode(raw, footer, summary, self.level, self.threads)
-            .map_err(|source| ArchiveError::Compress { seq, source })?;
         let name = self.object_name(seq);
-        match self.store.put(&name, &bytes) {
+        let stored = match self.put_checked(seq, &name, raw, footer, summary)? {
+            Some(size) => size,
             // Stored before a crash cut the retire short, or another
             // volume's: only the same bytes count as stored.
-            Err(StoreError::Exists { .. }) => {
-                if !self.holds_segment(seq, raw)? {
-                    return Err(ArchiveError::Conflict {
-                        seq,
-                        object: name,
-                        store: self.store.describe(),
-                    });
-                }
-                let size = self.store.size(&name)?;
-                if let Some(o) = lock(&self.objects).as_mut() {
-                    o.insert(seq, size);
-                }
-                return Ok(Stored {
-                    raw: raw.len() as u64,
-                    stored: size,
+            None if self.holds_segment(seq, raw)? => self.store.size(&name)?,
+            None => {
+                return Err(ArchiveError::Conflict {
+                    seq,
+                    object: name,
+                    store: self.store.describe(),
                 });
             }
-            other => other?,
-        }
-        let back = self.store.get(&name)?;
-        let trailer = object::verify(&back, raw).map_err(|_| ArchiveError::Mismatch {
-            seq,
-            store: self.store.describe(),
-        })?;
-        if trailer.header.seq != seq || trailer.header.volume_id != self.volume_id {
-            return Err(ArchiveError::Mismatch {
-                seq,
-                store: self.store.describe(),
-            });
-        }
+        };
         if let Some(o) = lock(&self.objects).as_mut() {
-            o.insert(seq, bytes.len() as u64);
+            o.insert(seq, stored);
         }
+        self.drop_partials(seq, u32::MAX);
         Ok(Stored {
             raw: raw.len() as u64,
-            stored: bytes.len() as u64,
+            stored,
         })
+    }
+
+    /// Stores the first `footer.records_end` bytes of segment `seq`, not
+    /// sealed yet, as a partial object (verified as `put_segment` does),
+    /// and deletes the older partial objects of the segment.
+    pub fn put_partial(
+        &self,
+        seq: u64,
+        raw: &[u8],
+        footer: &Footer,
+        summary: &[u8],
+    ) -> Result<Stored> {
+        let end = footer.records_end;
+        let name = object::partial_name(self.volume_id, seq, end);
+        let stored = match self.put_checked(seq, &name, raw, footer, summary)? {
+            Some(size) => size,
+            // Shipped before a crash: the same prefix of the same segment.
+            None => self.store.size(&name)?,
+        };
+        lock(&self.partials).entry(seq).or_default().insert(end);
+        self.drop_partials(seq, end);
+        Ok(Stored {
+            raw: raw.len() as u64,
+            stored,
+        })
+    }
+
+    /// Deletes the partial objects of segment `seq` that end before
+    /// `end`. A failed delete is only logged: an extra partial object is
+    /// never read once a newer one or the whole segment is there.
+    fn drop_partials(&self, seq: u64, end: u32) {
+        let older: Vec<u32> = {
+            let mut partials = lock(&self.partials);
+            let Some(ends) = partials.get_mut(&seq) else {
+                return;
+            };
+            let older = ends.iter().copied().filter(|e| *e < end).collect();
+            ends.retain(|e| *e >= end);
+            if ends.is_empty() {
+                partials.remove(&seq);
+            }
+            older
+        };
+        for e in older {
+            let name = object::partial_name(self.volume_id, seq, e);
+            if let Err(err) = self.store.delete(&name) {
+                log::warn!("cannot delete the superseded partial object {name}: {err}");
+            }
+        }
+    }
+
+    /// Encodes and puts an object named `name`, reads it back and checks
+    /// it decodes to `raw`. Its size, or `None` if the name was taken.
+    fn put_checked(
+        &self,
+        seq: u64,
+        name: &str,
+        raw: &[u8],
+        footer: &Footer,
+        summary: &[u8],
+    ) -> Result<Option<u64>> {
+        let bytes = object::encode(raw, footer, summary, self.level, self.threads)
+            .map_err(|source| ArchiveError::Compress { seq, source })?;
+        match self.store.put(name, &bytes) {
+            Err(StoreError::Exists { .. }) => return Ok(None),
+            other => other?,
+        }
+        let mismatch = || ArchiveError::Mismatch {
+            seq,
+            store: self.store.describe(),
+        };
+        let back = self.store.get(name)?;
+        let trailer = object::verify(&back, raw).map_err(|_| mismatch())?;
+        if trailer.header.seq != seq || trailer.header.volume_id != self.volume_id {
+            return Err(mismatch());
+        }
+        Ok(Some(bytes.len() as u64))
+    }
+
+    /// The object that holds segment `seq` for reading: the whole
+    /// segment's, else its newest partial object.
+    fn name_of(&self, seq: u64) -> String {
+        let whole = lock(&self.objects)
+            .as_ref()
+            .is_some_and(|o| o.contains_key(&seq));
+        match lock(&self.partials).get(&seq).and_then(|e| e.last()) {
+            Some(&end) if !whole => object::partial_name(self.volume_id, seq, end),
+            _ => self.object_name(seq),
+        }
+    }
+
+    /// Segments with partial objects and no whole one, ascending.
+    pub fn partial_segments(&self) -> Vec<u64> {
+        let objects = lock(&self.objects);
+        let whole = |s: &u64| objects.as_ref().is_some_and(|o| o.contains_key(s));
+        let partials = lock(&self.partials);
+        partials.keys().copied().filter(|s| !whole(s)).collect()
+    }
+
+    /// The end of the newest partial object of segment `seq`, if any.
+    pub fn partial_end(&self, seq: u64) -> Option<u32> {
+        lock(&self.partials)
+            .get(&seq)
+            .and_then(|e| e.last().copied())
     }
 
     /// Whether the stored object of segment `seq` holds exactly `raw` (the
@@ -188,7 +292,7 @@ impl Archive {
         if let Some(t) = lock(&self.trailers).get(&seq) {
             return Ok(t.clone());
         }
-        let name = self.object_name(seq);
+        let name = self.name_of(seq);
         let size = self.store.size(&name).map_err(|e| match e.is_not_found() {
             true => ArchiveError::Lost {
                 seq,
@@ -245,7 +349,7 @@ impl Archive {
             return Ok(f);
         }
         let (at, len) = t.frame_span(i);
-        let compressed = self.store.get_range(&self.object_name(seq), at, len)?;
+        let compressed = self.store.get_range(&self.name_of(seq), at, len)?;
         let frame = Arc::new(
             t.decompress_frame(i, &compressed)
                 .map_err(self.damaged(seq))?,

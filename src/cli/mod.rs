@@ -4,7 +4,7 @@
 use crate::format::FileKind;
 use crate::fs::{Fs, FsError, ROOT_OWNER, RenameMode};
 use crate::fuse::MountOptions;
-use crate::policy::{Policy, parse_size};
+use crate::policy::{Policy, parse_seconds, parse_size};
 use crate::volume::ROOT_INO;
 use crate::{Volume, format::VolumeId};
 use anyhow::{Context, Result};
@@ -67,6 +67,11 @@ enum Command {
         /// Memory for reading archived segments (decompressed frames).
         #[arg(long, default_value = "256M", value_parser = parse_size)]
         cache_size: u64,
+        /// Most time from a sync point to the moment the backing store alone
+        /// can serve it (1s to 1h): a sync point in the segment still being
+        /// written ships as part of that segment within it.
+        #[arg(long, default_value = "10s", value_parser = parse_seconds)]
+        ship_interval: u32,
     },
     /// Make NEW_VOLUME, a new writable volume whose live state is sync
     /// point SYNC of SOURCE (a volume directory, or a backing store
@@ -306,6 +311,7 @@ fn dispatch(command: Command) -> Result<()> {
             compression_level,
             reserve,
             cache_size,
+            ship_interval,
         } => {
             let mut policy = Policy::new(VolumeId::generate().context("cannot make a volume id")?);
             policy.block_size = block_size;
@@ -314,6 +320,7 @@ fn dispatch(command: Command) -> Result<()> {
             policy.compression_level = compression_level;
             policy.reserve = reserve;
             policy.cache_size = cache_size;
+            policy.ship_interval_s = ship_interval;
             if let Some(store) = backing_store {
                 // A URL stays as given, so that validation names it.
                 policy.backing_store = match crate::policy::store_url(&store) {

@@ -10,4 +10,5 @@ mod capacity;
 mod common;
 mod crash;
 mod objects;
+mod shipping;
 mod workload;

@@ -83,12 +83,28 @@ pub fn seq_of(volume: VolumeId, name: &str) -> Option<u64> {
         .flatten()
 }
 
-/// The volume and segment an object name stands for (None for other
-/// names).
+/// The name of the object holding the first `end` bytes of segment `seq`
+/// while it is not sealed yet (a partial object, shipped so that a sync
+/// point in the segment is served by the store before the segment seals).
+pub fn partial_name(volume: VolumeId, seq: u64, end: u32) -> String {
+    format!("{}-{seq:016}-{end:010}.lsp", volume.to_hex())
+}
+
+/// The segment and end a partial object's name stands for.
+pub fn partial_of(volume: VolumeId, name: &str) -> Option<(u64, u32)> {
+    let rest = name.strip_prefix(&volume.to_hex())?.strip_prefix('-')?;
+    let (seq, end) = rest.strip_suffix(".lsp")?.split_once('-')?;
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(seq, 16) && digits(end, 10)).then(|| Some((seq.parse().ok()?, end.parse().ok()?)))?
+}
+
+/// The volume and segment an object name stands for, whole or partial
+/// (None for other names).
 pub fn parse_name(name: &str) -> Option<(VolumeId, u64)> {
     let (hex, _) = name.split_once('-')?;
     let volume = VolumeId::from_hex(hex)?;
-    Some((volume, seq_of(volume, name)?))
+    let seq = seq_of(volume, name).or_else(|| partial_of(volume, name).map(|(s, _)| s))?;
+    Some((volume, seq))
 }
 
 /// Compresses `raw` (a sealed segment's bytes `[0, footer.records_end)`)
