@@ -197,6 +197,20 @@ impl S3Server {
     }
 }
 
+impl S3Server {
+    /// Stops the server's processes (SIGSTOP): connections hang, as with
+    /// an endpoint gone silent; `resume` lets them go on.
+    pub fn pause(&self) {
+        // SAFETY: signals the process group this server leads.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGSTOP) };
+    }
+
+    pub fn resume(&self) {
+        // SAFETY: as in `pause`.
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGCONT) };
+    }
+}
+
 impl Drop for S3Server {
     fn drop(&mut self) {
         let pid = self.child.id() as i32;

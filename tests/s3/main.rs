@@ -6,6 +6,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod outage;
 mod recovery;
 mod store;
 mod volume;
