@@ -189,6 +189,12 @@ impl Policy {
             ));
         }
         self.volume_id()?;
+        self.validate_geometry()?;
+        self.validate_archiving()
+    }
+
+    /// Block and segment size, working set and reserve.
+    fn validate_geometry(&self) -> Result<(), PolicyError> {
         check_power_of_two(
             "block_size",
             self.block_size,
@@ -221,12 +227,6 @@ impl Policy {
                 ),
             ));
         }
-        if !(1..=22).contains(&self.compression_level) {
-            return Err(invalid(
-                "compression_level",
-                format!("{} is out of range 1..=22", self.compression_level),
-            ));
-        }
         if !(RESERVE_MIN..=WORKING_SET_MAX).contains(&self.reserve) {
             return Err(invalid(
                 "reserve",
@@ -234,6 +234,17 @@ impl Policy {
                     "{} segments is out of range {RESERVE_MIN}..={WORKING_SET_MAX}",
                     self.reserve
                 ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Compression, cache, ship interval and backing store.
+    fn validate_archiving(&self) -> Result<(), PolicyError> {
+        if !(1..=22).contains(&self.compression_level) {
+            return Err(invalid(
+                "compression_level",
+                format!("{} is out of range 1..=22", self.compression_level),
             ));
         }
         if self.cache_size < self.segment_size.min(CACHE_SIZE_MIN) {
@@ -258,8 +269,7 @@ impl Policy {
         if self.backing_store.as_os_str().is_empty() {
             return Err(invalid("backing_store", "empty path"));
         }
-        self.store_location()?;
-        Ok(())
+        self.store_location().map(drop)
     }
 
     /// Where the backing store is: a local directory, or an `s3://` URL.

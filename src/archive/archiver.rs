@@ -33,7 +33,7 @@ use crate::store::ArchiveError;
 use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
 use serde::Serialize;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -115,6 +115,8 @@ pub struct Archiver {
     halt_at: Option<Step>,
     /// Segments in primary that this archiver stored and verified.
     shipped: RefCell<BTreeSet<u64>>,
+    /// Wait after a failed partial object, doubled while it fails.
+    partial_backoff: Cell<Duration>,
 }
 
 /// The running archiver: stops when dropped.
@@ -177,6 +179,7 @@ impl Archiver {
             stats: stats.clone(),
             halt_at,
             shipped: RefCell::new(BTreeSet::new()),
+            partial_backoff: Cell::new(BACKOFF_FIRST),
         };
         let thread = std::thread::Builder::new()
             .name("lsvfs-archiver".into())
@@ -315,12 +318,17 @@ impl Archiver {
         };
         let (raw, footer, summary) = (&prefix.raw, &prefix.footer, &prefix.summary);
         match self.archive.put_partial(seq, raw, footer, summary) {
-            Ok(_) => self.set_health(None),
+            Ok(_) => {
+                self.partial_backoff.set(BACKOFF_FIRST);
+                self.set_health(None);
+            }
             Err(e) => {
                 self.set_health(Some(format!("segment {seq} (partial): {e}")));
+                let backoff = self.partial_backoff.get();
+                self.partial_backoff.set((backoff * 2).min(BACKOFF_MAX));
                 select! {
                     recv(self.stop) -> _ => return Ok(false),
-                    default(BACKOFF_FIRST) => {},
+                    default(backoff) => {},
                 }
             }
         }

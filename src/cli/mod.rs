@@ -28,6 +28,45 @@ struct Cli {
     command: Command,
 }
 
+/// The options of `lsvfs create`.
+#[derive(clap::Args)]
+struct CreateArgs {
+    volume: PathBuf,
+    /// Where retired segments are stored: a directory, or
+    /// s3://BUCKET/PREFIX in an S3-compatible store, whose endpoint,
+    /// region and credentials come from the environment
+    /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for an http://
+    /// endpoint) and are never written into the volume
+    /// [default: VOLUME/archive].
+    #[arg(long, value_name = "DIR|URL")]
+    backing_store: Option<PathBuf>,
+    /// Size of a data block: a power of two from 512 to 1M.
+    #[arg(long, default_value = "4K", value_parser = parse_size)]
+    block_size: u64,
+    /// Size of a segment file: a power of two from 64K to 1G.
+    #[arg(long, default_value = "64M", value_parser = parse_size)]
+    segment_size: u64,
+    /// Number of segments in the working set (at least 4).
+    #[arg(long, default_value_t = crate::policy::DEFAULT_WORKING_SET)]
+    working_set: u32,
+    /// zstd level used when segments are archived (1 to 22).
+    #[arg(long, default_value_t = crate::policy::DEFAULT_COMPRESSION_LEVEL)]
+    compression_level: i32,
+    /// Segments beyond the working set that writes may fill while the
+    /// backing store is slow or down, before they wait (at least 2).
+    #[arg(long, default_value_t = crate::policy::DEFAULT_RESERVE)]
+    reserve: u32,
+    /// Memory for reading archived segments (decompressed frames).
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    cache_size: u64,
+    /// Most time from a sync point to the moment the backing store alone
+    /// can serve it (1s to 1h): a sync point in the segment still being
+    /// written ships as part of that segment within it.
+    #[arg(long, default_value = "10s", value_parser = parse_seconds)]
+    ship_interval: u32,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Create a new volume in VOLUME (a new or empty directory).
@@ -37,42 +76,7 @@ enum Command {
     /// archiver copies about a quarter of each retired segment forward.
     ///
     /// Example: lsvfs create /var/lib/lsvfs/pg --segment-size 64M --working-set 128
-    Create {
-        volume: PathBuf,
-        /// Where retired segments are stored: a directory, or
-        /// s3://BUCKET/PREFIX in an S3-compatible store, whose endpoint,
-        /// region and credentials come from the environment
-        /// (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID,
-        /// AWS_SECRET_ACCESS_KEY; AWS_ALLOW_HTTP=true for an http://
-        /// endpoint) and are never written into the volume
-        /// [default: VOLUME/archive].
-        #[arg(long, value_name = "DIR|URL")]
-        backing_store: Option<PathBuf>,
-        /// Size of a data block: a power of two from 512 to 1M.
-        #[arg(long, default_value = "4K", value_parser = parse_size)]
-        block_size: u64,
-        /// Size of a segment file: a power of two from 64K to 1G.
-        #[arg(long, default_value = "64M", value_parser = parse_size)]
-        segment_size: u64,
-        /// Number of segments in the working set (at least 4).
-        #[arg(long, default_value_t = crate::policy::DEFAULT_WORKING_SET)]
-        working_set: u32,
-        /// zstd level used when segments are archived (1 to 22).
-        #[arg(long, default_value_t = crate::policy::DEFAULT_COMPRESSION_LEVEL)]
-        compression_level: i32,
-        /// Segments beyond the working set that writes may fill while the
-        /// backing store is slow or down, before they wait (at least 2).
-        #[arg(long, default_value_t = crate::policy::DEFAULT_RESERVE)]
-        reserve: u32,
-        /// Memory for reading archived segments (decompressed frames).
-        #[arg(long, default_value = "256M", value_parser = parse_size)]
-        cache_size: u64,
-        /// Most time from a sync point to the moment the backing store alone
-        /// can serve it (1s to 1h): a sync point in the segment still being
-        /// written ships as part of that segment within it.
-        #[arg(long, default_value = "10s", value_parser = parse_seconds)]
-        ship_interval: u32,
-    },
+    Create(CreateArgs),
     /// Make NEW_VOLUME, a new writable volume whose live state is sync
     /// point SYNC of SOURCE (a volume directory, or a backing store
     /// directory alone).
@@ -300,55 +304,59 @@ fn one_line(e: &anyhow::Error) -> String {
 #[error("{0}")]
 struct Usage(String);
 
+/// `lsvfs create`: the policy from the options, checked, then the volume.
+fn create(args: CreateArgs) -> Result<()> {
+    let CreateArgs {
+        volume,
+        backing_store,
+        block_size,
+        segment_size,
+        working_set,
+        compression_level,
+        reserve,
+        cache_size,
+        ship_interval,
+    } = args;
+    let mut policy = Policy::new(VolumeId::generate().context("cannot make a volume id")?);
+    policy.block_size = block_size;
+    policy.segment_size = segment_size;
+    policy.working_set = working_set;
+    policy.compression_level = compression_level;
+    policy.reserve = reserve;
+    policy.cache_size = cache_size;
+    policy.ship_interval_s = ship_interval;
+    if let Some(store) = backing_store {
+        // A URL stays as given, so that validation names it.
+        policy.backing_store = match crate::policy::store_url(&store) {
+            Some(_) => store,
+            None => absolute(&store)?,
+        };
+    }
+    if let Err(e) = policy.validate() {
+        let flag = e
+            .to_string()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .replace('_', "-");
+        return Err(Usage(format!("--{flag}{}", &e.to_string()[flag.len()..])).into());
+    }
+    Volume::create(&volume, &policy)
+        .with_context(|| format!("cannot create volume {}", volume.display()))?;
+    println!(
+        "created volume {} (id {}, working set {} × {} segments, store {})",
+        volume.display(),
+        policy.volume_id,
+        policy.working_set,
+        crate::policy::format_size(policy.segment_size),
+        policy.store_display(&volume)
+    );
+    Ok(())
+}
+
 fn dispatch(command: Command) -> Result<()> {
     match command {
-        Command::Create {
-            volume,
-            backing_store,
-            block_size,
-            segment_size,
-            working_set,
-            compression_level,
-            reserve,
-            cache_size,
-            ship_interval,
-        } => {
-            let mut policy = Policy::new(VolumeId::generate().context("cannot make a volume id")?);
-            policy.block_size = block_size;
-            policy.segment_size = segment_size;
-            policy.working_set = working_set;
-            policy.compression_level = compression_level;
-            policy.reserve = reserve;
-            policy.cache_size = cache_size;
-            policy.ship_interval_s = ship_interval;
-            if let Some(store) = backing_store {
-                // A URL stays as given, so that validation names it.
-                policy.backing_store = match crate::policy::store_url(&store) {
-                    Some(_) => store,
-                    None => absolute(&store)?,
-                };
-            }
-            if let Err(e) = policy.validate() {
-                let flag = e
-                    .to_string()
-                    .split(':')
-                    .next()
-                    .unwrap_or("")
-                    .replace('_', "-");
-                return Err(Usage(format!("--{flag}{}", &e.to_string()[flag.len()..])).into());
-            }
-            Volume::create(&volume, &policy)
-                .with_context(|| format!("cannot create volume {}", volume.display()))?;
-            println!(
-                "created volume {} (id {}, working set {} × {} segments, store {})",
-                volume.display(),
-                policy.volume_id,
-                policy.working_set,
-                crate::policy::format_size(policy.segment_size),
-                policy.store_display(&volume)
-            );
-            Ok(())
-        }
+        Command::Create(args) => create(args),
         Command::Clone {
             source,
             at,
