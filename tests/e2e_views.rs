@@ -104,19 +104,9 @@ fn sync_point(m: &Mounted, label: &str) -> u64 {
     out.trim().parse().unwrap()
 }
 
-/// Mounts the view `at` on a fresh directory, runs `f` on it, unmounts.
+/// Mounts the view `at` of `m`'s volume, runs `f` on it, unmounts.
 fn with_view<T>(m: &Mounted, at: &str, f: impl FnOnce(&Path) -> T) -> T {
-    let dir = tempfile::Builder::new()
-        .prefix("lsvfs-view")
-        .tempdir()
-        .unwrap();
-    run(lsvfs()
-        .arg("mount")
-        .arg(&m.volume)
-        .arg(dir.path())
-        .args(["--at", at]));
-    let _guard = Detach(dir.path());
-    f(dir.path())
+    common::mount::with_view(lsvfs, &m.volume, at, f)
 }
 
 #[test]

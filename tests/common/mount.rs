@@ -222,13 +222,14 @@ pub fn wait_listed(lsvfs: impl Fn() -> Command, source: &Path, ids: &[u64]) -> S
     );
 }
 
-/// Mounts sync point `id` of `source` (a volume, a store or a store URL) on
-/// a fresh directory, reads its tree and unmounts it.
-pub fn view_tree(
+/// Mounts the view `at` of `source` (a volume, a store or a store URL) on
+/// a fresh directory, runs `f` on it, and unmounts it.
+pub fn with_view<T>(
     lsvfs: impl Fn() -> Command,
     source: &Path,
-    id: u64,
-) -> std::collections::BTreeMap<String, super::facts::Facts> {
+    at: &str,
+    f: impl FnOnce(&Path) -> T,
+) -> T {
     let dir = tempfile::Builder::new()
         .prefix("lsvfs-view")
         .tempdir()
@@ -237,9 +238,20 @@ pub fn view_tree(
         .arg("mount")
         .arg(source)
         .arg(dir.path())
-        .args(["--at", &id.to_string()]));
+        .args(["--at", at]));
     let _guard = Detach(dir.path());
-    let tree = super::facts::manifest(dir.path(), true);
+    let out = f(dir.path());
     run(lsvfs().arg("unmount").arg(dir.path()));
-    tree
+    out
+}
+
+/// The tree of sync point `id` of `source`, read through a mount.
+pub fn view_tree(
+    lsvfs: impl Fn() -> Command,
+    source: &Path,
+    id: u64,
+) -> std::collections::BTreeMap<String, super::facts::Facts> {
+    with_view(lsvfs, source, &id.to_string(), |dir| {
+        super::facts::manifest(dir, true)
+    })
 }
