@@ -91,13 +91,17 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__clone)
-            opts="-v -q -h --at --backing-store --working-set --verbose --quiet --help"
+            opts="-v -q -h --at --volume --backing-store --working-set --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --volume)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -317,13 +321,17 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__mount)
-            opts="-o -v -q -h --at --foreground --verbose --quiet --help"
+            opts="-o -v -q -h --at --volume --foreground --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --volume)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -371,12 +379,16 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__sync__subcmd__points)
-            opts="-v -q -h --json --verbose --quiet --help"
+            opts="-v -q -h --volume --json --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --volume)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -55,9 +55,15 @@ pub enum Error {
     )]
     NotASource { path: PathBuf },
     #[error(
-        "the backing store {path} holds the segments of several volumes ({ids:?}); reading one of several is not supported yet"
+        "the backing store {path} holds the segments of several volumes ({ids:?}); select one with --volume ID"
     )]
     SeveralVolumes { path: PathBuf, ids: Vec<String> },
+    #[error("{path} holds no volume {id} (it holds {ids:?})")]
+    NoSuchVolume {
+        path: PathBuf,
+        id: String,
+        ids: Vec<String>,
+    },
     #[error("{path} is already an lsvfs volume")]
     AlreadyAVolume { path: PathBuf },
     #[error("{path} is not empty; lsvfs create needs a new or empty directory")]

@@ -15,6 +15,7 @@
 use crate::archive::Archive;
 use crate::disk::{Disk, OpenMode};
 use crate::error::{Error, Result, io};
+use crate::format::VolumeId;
 use crate::log::catalog::Catalog;
 use crate::log::lock::Found;
 use crate::log::{FdatasyncHook, LogConfig, segment};
@@ -216,7 +217,10 @@ pub enum Source {
 /// Tells a volume directory from a backing store: an `s3://` URL is a
 /// store; a directory with a policy file is a volume; any other directory
 /// is read as a store, opened for reading only.
-pub fn source(path: &Path) -> Result<Source> {
+///
+/// A store may hold several volumes: `volume` selects one (required then).
+/// Given for a volume directory, it must be that volume's id.
+pub fn source(path: &Path, volume: Option<VolumeId>) -> Result<Source> {
     let disk = crate::disk::real();
     let store: Arc<dyn BackingStore> = match crate::policy::store_url(path) {
         Some(url) => {
@@ -228,6 +232,14 @@ pub fn source(path: &Path) -> Result<Source> {
             Arc::new(S3Store::open(&bucket, &prefix).map_err(ArchiveError::from)?)
         }
         None if disk.exists(&path.join(POLICY_FILE)) => {
+            let id = Policy::load(&*disk, path)?.volume_id()?;
+            if let Some(want) = volume.filter(|w| *w != id) {
+                return Err(Error::NoSuchVolume {
+                    path: path.to_path_buf(),
+                    id: want.to_hex(),
+                    ids: vec![id.to_hex()],
+                });
+            }
             return Ok(Source::Volume(path.to_path_buf()));
         }
         None => {
@@ -239,14 +251,22 @@ pub fn source(path: &Path) -> Result<Source> {
         }
     };
     let ids = crate::archive::volumes(&*store).map_err(ArchiveError::from)?;
-    let volume_id = match ids[..] {
-        [id] => id,
-        [] => {
+    let volume_id = match (volume, &ids[..]) {
+        (Some(want), _) if ids.contains(&want) => want,
+        (Some(want), _) => {
+            return Err(Error::NoSuchVolume {
+                path: path.to_path_buf(),
+                id: want.to_hex(),
+                ids: ids.iter().map(|i| i.to_hex()).collect(),
+            });
+        }
+        (None, [id]) => *id,
+        (None, []) => {
             return Err(Error::NotASource {
                 path: path.to_path_buf(),
             });
         }
-        _ => {
+        (None, _) => {
             return Err(Error::SeveralVolumes {
                 path: path.to_path_buf(),
                 ids: ids.iter().map(|i| i.to_hex()).collect(),

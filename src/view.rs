@@ -10,6 +10,7 @@
 
 use crate::archive::Archive;
 use crate::error::{Error, Result};
+use crate::format::VolumeId;
 use crate::index::Index;
 use crate::layout;
 use crate::log::catalog::{Catalog, SyncPoint};
@@ -115,12 +116,17 @@ impl View {
     }
 
     /// Opens the view named by `which` of `source`: a volume directory, or
-    /// a backing store holding one volume's objects (see
-    /// [`layout::Source`]). A volume is not locked: it may be mounted and
+    /// a backing store holding the objects of `volume` (needed only when
+    /// it holds several; see [`layout::source`]). A volume is not locked: it may be mounted and
     /// written meanwhile. `progress` is told how many segments of the
     /// view's window were read.
-    pub fn open(source: &Path, which: &Selector, progress: Progress) -> Result<View> {
-        match layout::source(source)? {
+    pub fn open(
+        source: &Path,
+        volume: Option<VolumeId>,
+        which: &Selector,
+        progress: Progress,
+    ) -> Result<View> {
+        match layout::source(source, volume)? {
             layout::Source::Volume(dir) => Self::open_volume(&dir, which, progress),
             layout::Source::Store(archive) => Self::from_archive(archive, which, progress),
         }

@@ -383,3 +383,79 @@ fn sync_points_in_sealed_segments_mount_and_clone_from_the_store_alone() {
     );
     run(lsvfs().arg("unmount").arg(&mnt));
 }
+
+/// Two volumes storing into one directory: a store-alone listing asks
+/// which one (`--volume ID`), each lists and mounts its own sync points,
+/// and an id the store does not hold is one line.
+#[test]
+fn a_store_shared_by_two_volumes_is_read_one_volume_at_a_time() {
+    let store_tmp = tempfile::Builder::new()
+        .prefix("lsvfs-store")
+        .tempdir()
+        .unwrap();
+    let store = store_tmp.path().join("store");
+    let store_arg = store.to_str().unwrap();
+    let args = ["--segment-size", "256K", "--backing-store", store_arg];
+    let mut volumes = Vec::new();
+    for name in ["a", "b"] {
+        let m = Mounted::new(&args, "");
+        std::fs::write(m.path("name"), name).unwrap();
+        let id = sync_point(&m, name);
+        std::fs::write(m.path("seal"), vec![1u8; 600_000]).unwrap();
+        let policy = std::fs::read_to_string(m.volume.join("lsvfs.toml")).unwrap();
+        let volume_id = policy
+            .lines()
+            .find_map(|l| l.strip_prefix("volume_id = "))
+            .unwrap()
+            .trim_matches('"')
+            .to_string();
+        volumes.push((m, volume_id, id, name));
+    }
+    let out = lsvfs().arg("sync-points").arg(&store).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("several volumes") && err.contains("--volume ID"),
+        "{err}"
+    );
+    for (_, volume_id, id, name) in &volumes {
+        let listing = || {
+            run(lsvfs()
+                .arg("sync-points")
+                .arg(&store)
+                .args(["--volume", volume_id]))
+        };
+        let mut listed = listing();
+        for _ in 0..300 {
+            if listed.lines().skip(1).any(|l| l.contains(name)) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            listed = listing();
+        }
+        assert_eq!(listed.lines().count(), 2, "{listed}");
+        assert!(listed.contains(&format!(" {name}")), "{listed}");
+        let dir = tempfile::tempdir().unwrap();
+        run(lsvfs().arg("mount").arg(&store).arg(dir.path()).args([
+            "--at",
+            &id.to_string(),
+            "--volume",
+            volume_id,
+        ]));
+        let _guard = Detach(dir.path());
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("name")).unwrap(),
+            *name
+        );
+        run(lsvfs().arg("unmount").arg(dir.path()));
+    }
+    let none = "0".repeat(32);
+    let out = lsvfs()
+        .arg("sync-points")
+        .arg(&store)
+        .args(["--volume", &none])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("holds no volume {none}")), "{err}");
+}

@@ -8,20 +8,26 @@ use crate::view::{Selector, View};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
-pub fn run(
-    source: &Path,
-    at: &str,
-    new_volume: &Path,
-    backing_store: Option<PathBuf>,
-    working_set: Option<u32>,
-) -> Result<()> {
+/// The new volume of a clone: where, and what differs from the source's
+/// policy.
+pub struct New<'a> {
+    pub dir: &'a Path,
+    pub backing_store: Option<PathBuf>,
+    pub working_set: Option<u32>,
+}
+
+pub fn run(source: &Path, volume_id: Option<VolumeId>, at: &str, new: New) -> Result<()> {
+    let (new_volume, backing_store, working_set) = (new.dir, new.backing_store, new.working_set);
     let started = std::time::Instant::now();
     let which = Selector::parse(at);
     let bar = super::progress::Bar::new(format!("building the view of {at}"), "segments");
-    let (view, mut policy) = match crate::layout::source(source)? {
+    let (view, mut policy) = match crate::layout::source(source, volume_id)? {
         Source::Volume(dir) => {
             let policy = Policy::load(&crate::disk::Real, &dir)?;
-            (View::open(&dir, &which, &|d, t| bar.set(d, t))?, policy)
+            (
+                View::open(&dir, None, &which, &|d, t| bar.set(d, t))?,
+                policy,
+            )
         }
         Source::Store(archive) => {
             let view = View::from_archive(archive, &which, &|d, t| bar.set(d, t))?;

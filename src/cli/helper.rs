@@ -118,14 +118,12 @@ pub fn run(args: &[String]) -> Result<()> {
         return Ok(());
     }
     let opts = MountOptions::parse(&call.options).map_err(Usage)?;
-    mount::mount(
-        &call.volume,
-        &call.mountpoint,
-        call.at.as_deref(),
-        &opts,
-        false,
-        &call.options,
-    )
+    let served = mount::Served {
+        path: &call.volume,
+        at: call.at.as_deref(),
+        volume_id: None,
+    };
+    mount::mount(&served, &call.mountpoint, &opts, false, &call.options)
 }
 
 #[cfg(test)]

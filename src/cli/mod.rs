@@ -95,6 +95,10 @@ enum Command {
         /// The sync point: its id, its label, or a UTC time.
         #[arg(long, value_name = "SYNC")]
         at: String,
+        /// The volume to read, when the backing store holds several (its
+        /// id, 32 hex digits, as `lsvfs sync-points` shows them).
+        #[arg(long = "volume", value_name = "ID", value_parser = parse_volume_id)]
+        volume_id: Option<VolumeId>,
         new_volume: PathBuf,
         /// Where the new volume's segments are stored [default: NEW_VOLUME/archive].
         #[arg(long)]
@@ -135,6 +139,10 @@ enum Command {
         /// 2026-11-23T04:33:40Z (the latest sync point at or before it).
         #[arg(long, value_name = "SYNC")]
         at: Option<String>,
+        /// The volume to read, when the backing store holds several (its
+        /// id, 32 hex digits, as `lsvfs sync-points` shows them).
+        #[arg(long = "volume", value_name = "ID", value_parser = parse_volume_id)]
+        volume_id: Option<VolumeId>,
         /// Serve in this process until unmounted, logging to stderr.
         #[arg(long)]
         foreground: bool,
@@ -211,6 +219,10 @@ enum Command {
     /// Example: lsvfs sync-points /backup/pg-archive
     SyncPoints {
         volume: PathBuf,
+        /// The volume to read, when the backing store holds several (its
+        /// id, 32 hex digits, as `lsvfs sync-points` shows them).
+        #[arg(long = "volume", value_name = "ID", value_parser = parse_volume_id)]
+        volume_id: Option<VolumeId>,
         /// One JSON array: [{"id", "time", "time_ns", "label", "requester",
         /// "segment", "location"}].
         #[arg(long)]
@@ -354,21 +366,35 @@ fn create(args: CreateArgs) -> Result<()> {
     Ok(())
 }
 
+/// A volume id as given on the command line.
+fn parse_volume_id(s: &str) -> Result<VolumeId, String> {
+    VolumeId::from_hex(s).ok_or_else(|| format!("{s:?} is not a volume id (32 hex digits)"))
+}
+
 fn dispatch(command: Command) -> Result<()> {
     match command {
         Command::Create(args) => create(args),
         Command::Clone {
             source,
             at,
+            volume_id,
             new_volume,
             backing_store,
             working_set,
-        } => clone::run(&source, &at, &new_volume, backing_store, working_set),
+        } => {
+            let new = clone::New {
+                dir: &new_volume,
+                backing_store,
+                working_set,
+            };
+            clone::run(&source, volume_id, &at, new)
+        }
         Command::Demo { volume } => demo(&volume),
         Command::Mount {
             volume,
             mountpoint,
             at,
+            volume_id,
             foreground,
             options,
         } => {
@@ -376,14 +402,12 @@ fn dispatch(command: Command) -> Result<()> {
             if at.is_some() && options.split(',').any(|o| o.trim() == "rw") {
                 return Err(Usage("a view (--at) is read-only: -o rw cannot apply".into()).into());
             }
-            mount::mount(
-                &volume,
-                &mountpoint,
-                at.as_deref(),
-                &opts,
-                foreground,
-                &options,
-            )
+            let served = mount::Served {
+                path: &volume,
+                at: at.as_deref(),
+                volume_id,
+            };
+            mount::mount(&served, &mountpoint, &opts, foreground, &options)
         }
         Command::Unmount { mountpoint, lazy } => mount::unmount(&mountpoint, lazy),
         Command::SyncPoint {
@@ -391,7 +415,11 @@ fn dispatch(command: Command) -> Result<()> {
             label,
             no_flush,
         } => sync_point::take(&mountpoint, &label, !no_flush),
-        Command::SyncPoints { volume, json } => sync_point::list(&volume, json),
+        Command::SyncPoints {
+            volume,
+            volume_id,
+            json,
+        } => sync_point::list(&volume, volume_id, json),
         Command::Status { volume, json } => status(&volume, json),
     }
 }

@@ -5,6 +5,7 @@
 
 use super::Usage;
 use super::progress::Bar;
+use crate::format::VolumeId;
 use crate::fuse::{self, MountOptions};
 use anyhow::{Context, Result, bail};
 use std::cell::RefCell;
@@ -23,27 +24,36 @@ const DAEMON_LOG: &str = "daemon.log";
 const PROGRESS: &str = "progress";
 const READY: &str = "ready";
 
+/// What a mount serves: the volume at `path`, or the view of sync point
+/// `at` of a volume or of a backing store (of volume `volume_id`, needed
+/// when the store holds several).
+pub struct Served<'a> {
+    pub path: &'a Path,
+    pub at: Option<&'a str>,
+    pub volume_id: Option<VolumeId>,
+}
+
 pub fn mount(
-    volume: &Path,
+    served: &Served,
     mountpoint: &Path,
-    at: Option<&str>,
     opts: &MountOptions,
     foreground: bool,
     raw_options: &str,
 ) -> Result<()> {
-    match at {
+    let volume = served.path;
+    match served.at {
         None => {
             crate::layout::check_volume(&crate::disk::Real, volume)?;
             refuse_if_mounted(volume)?;
         }
         // A view is also served from a backing store alone.
-        Some(_) => drop(crate::layout::source(volume)?),
+        Some(_) => drop(crate::layout::source(volume, served.volume_id)?),
     }
     fuse::check_mountpoint(mountpoint)?;
     if foreground {
-        return serve(volume, mountpoint, at, opts);
+        return serve(served, mountpoint, opts);
     }
-    let ready = spawn_daemon(volume, mountpoint, at, raw_options)?;
+    let ready = spawn_daemon(served, mountpoint, raw_options)?;
     if let Some(id) = ready.split_whitespace().nth(1) {
         println!(
             "sync point {id} mounted read-only on {}",
@@ -73,7 +83,8 @@ fn refuse_if_mounted(volume: &Path) -> Result<()> {
 
 /// Serves in this process; reports progress, then readiness (with the sync
 /// point of a view) or failure, to a waiting parent.
-fn serve(volume: &Path, mountpoint: &Path, at: Option<&str>, opts: &MountOptions) -> Result<()> {
+fn serve(served: &Served, mountpoint: &Path, opts: &MountOptions) -> Result<()> {
+    let volume = served.path;
     let report: Rc<RefCell<Option<std::fs::File>>> = Rc::new(RefCell::new(
         std::env::var(READY_FD)
             .ok()
@@ -98,13 +109,14 @@ fn serve(volume: &Path, mountpoint: &Path, at: Option<&str>, opts: &MountOptions
         say(format!("{READY}{what}"));
         report.borrow_mut().take();
     };
-    let result = match at {
+    let result = match served.at {
         None => fuse::serve(volume, mountpoint, opts, Box::new(progress), || {
             ready(String::new())
         }),
         Some(at) => {
             let which = crate::view::Selector::parse(at);
-            fuse::serve_view(volume, &which, mountpoint, opts, &progress, |id| {
+            let id = served.volume_id;
+            fuse::serve_view(volume, id, &which, mountpoint, opts, &progress, |id| {
                 ready(format!(" {id}"))
             })
         }
@@ -116,12 +128,8 @@ fn serve(volume: &Path, mountpoint: &Path, at: Option<&str>, opts: &MountOptions
 }
 
 /// Starts the daemon and returns its ready line.
-fn spawn_daemon(
-    volume: &Path,
-    mountpoint: &Path,
-    at: Option<&str>,
-    raw_options: &str,
-) -> Result<String> {
+fn spawn_daemon(served: &Served, mountpoint: &Path, raw_options: &str) -> Result<String> {
+    let (volume, at) = (served.path, served.at);
     let (rx, tx) = ready_pipe()?;
     let log_path = daemon_log(volume, mountpoint)?;
     let log = crate::disk::real::options()
@@ -139,6 +147,13 @@ fn spawn_daemon(
         .arg("-o")
         .arg(raw_options)
         .args(at.map(|a| ["--at", a]).into_iter().flatten())
+        .args(
+            served
+                .volume_id
+                .map(|v| ["--volume".to_string(), v.to_hex()])
+                .into_iter()
+                .flatten(),
+        )
         .env(READY_FD, tx_fd.to_string())
         .stdin(Stdio::null())
         .stdout(Stdio::null())

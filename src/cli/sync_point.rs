@@ -119,12 +119,12 @@ pub fn volume_of(path: &Path) -> Result<PathBuf> {
 
 /// The sync points of a volume (or of the volume behind a mount point),
 /// or those a backing store serves alone.
-pub fn list(path: &Path, json: bool) -> Result<()> {
+pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool) -> Result<()> {
     let source = match crate::policy::store_url(path) {
         Some(_) => path.to_path_buf(),
         None => volume_of(path)?,
     };
-    let (points, locations) = match crate::layout::source(&source)? {
+    let (points, locations) = match crate::layout::source(&source, volume_id)? {
         Source::Volume(volume) => {
             let points = Volume::sync_points_of(&volume)?;
             let in_primary = Volume::views_in_primary(&volume, &points)?;

@@ -121,7 +121,8 @@ impl FsError {
                 | Error::UnknownSyncPoint(_)
                 | Error::AmbiguousSyncPoint { .. }
                 | Error::NotASource { .. }
-                | Error::SeveralVolumes { .. } => libc::EIO,
+                | Error::SeveralVolumes { .. }
+                | Error::NoSuchVolume { .. } => libc::EIO,
             },
         }
     }

@@ -143,6 +143,7 @@ fn base_config(source: String, read_only: bool, allow_other: bool) -> Config {
 /// The volume may be mounted and written by another process meanwhile.
 pub fn serve_view(
     volume: &Path,
+    volume_id: Option<crate::format::VolumeId>,
     which: &crate::view::Selector,
     mountpoint: &Path,
     opts: &MountOptions,
@@ -151,7 +152,7 @@ pub fn serve_view(
 ) -> Result<(), MountError> {
     let (volume, mountpoint) = absolute_paths(volume, mountpoint)?;
     let signals = block_signals();
-    let view = crate::view::View::open(&volume, which, progress)?;
+    let view = crate::view::View::open(&volume, volume_id, which, progress)?;
     let id = view.point.info.id;
     let source = format!("{}{VIEW_SOURCE}{id}", volume.display());
     let config = base_config(source, true, opts.allow_other);
