@@ -5,6 +5,7 @@
 
 pub mod facts;
 pub mod mount;
+pub mod pg;
 pub mod s3;
 
 use lsvfs::format::{FileKind, VolumeId};

@@ -197,7 +197,7 @@ impl Drop for Mounted {
 }
 
 /// The sync point ids of a `sync-points` listing, in its order.
-fn listed_ids(listing: &str) -> Vec<u64> {
+pub fn listed_ids(listing: &str) -> Vec<u64> {
     let lines = listing.lines().skip(1);
     lines
         .filter_map(|l| l.split_whitespace().next()?.parse().ok())
