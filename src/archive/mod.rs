@@ -293,7 +293,15 @@ impl Archive {
             return Ok(t.clone());
         }
         let name = self.name_of(seq);
-        let size = self.store.size(&name).map_err(|e| match e.is_not_found() {
+        // A whole object's size is known from the listing: no HEAD.
+        let listed = match name == self.object_name(seq) {
+            true => lock(&self.objects)
+                .as_ref()
+                .and_then(|o| o.get(&seq).copied()),
+            false => None,
+        };
+        let size = listed.map_or_else(|| self.store.size(&name), Ok);
+        let size = size.map_err(|e| match e.is_not_found() {
             true => ArchiveError::Lost {
                 seq,
                 object: name.clone(),
