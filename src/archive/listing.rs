@@ -8,12 +8,18 @@
 
 use super::Archive;
 use crate::error::{Error, Result};
+use crate::format::archive::Trailer;
 use crate::format::archive::parse_name;
 use crate::format::{Kind, Lsn, Record, SummaryEntry, VolumeId};
 use crate::log::catalog::SyncPoint;
 use crate::log::recovery::Progress;
 use crate::store::{BackingStore, StoreError};
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Most trailers fetched at once for a listing.
+const LISTING_THREADS: usize = 4;
 
 /// The volumes that have objects in `store`, in id order.
 pub fn volumes(store: &dyn BackingStore) -> std::result::Result<Vec<VolumeId>, StoreError> {
@@ -37,12 +43,10 @@ impl Archive {
         let mut stored: Vec<u64> = whole.iter().copied().collect();
         stored.extend(self.partial_segments());
         stored.sort_unstable();
-        let set = whole;
+        let trailers = self.trailers_of(&stored, progress)?;
         let mut points = Vec::new();
-        for (i, &seq) in stored.iter().enumerate() {
-            let trailer = self.trailer(seq)?;
-            progress(i as u64 + 1, stored.len() as u64);
-            if !(trailer.header.window_start..seq).all(|s| set.contains(&s)) {
+        for (&seq, trailer) in stored.iter().zip(trailers) {
+            if !(trailer.header.window_start..seq).all(|s| whole.contains(&s)) {
                 continue;
             }
             let entries = SummaryEntry::decode_all(&trailer.summary).map_err(self.damaged(seq))?;
@@ -65,5 +69,40 @@ impl Archive {
             }
         }
         Ok(points)
+    }
+
+    /// The trailers of segments `seqs`, in that order, fetched by up to
+    /// [`LISTING_THREADS`] threads: a store's latency, not its bandwidth,
+    /// bounds a listing. Stops at the first failure.
+    fn trailers_of(&self, seqs: &[u64], progress: Progress) -> Result<Vec<Arc<Trailer>>> {
+        let next = AtomicUsize::new(0);
+        let mut slots: Vec<Option<Arc<Trailer>>> = vec![None; seqs.len()];
+        std::thread::scope(|scope| {
+            let (tx, rx) = crossbeam_channel::unbounded();
+            for _ in 0..LISTING_THREADS.min(seqs.len()) {
+                let (tx, next) = (tx.clone(), &next);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= seqs.len() || tx.send((i, self.trailer(seqs[i]))).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            for (done, (i, trailer)) in rx.iter().enumerate() {
+                progress(done as u64 + 1, seqs.len() as u64);
+                match trailer {
+                    Ok(t) => slots[i] = Some(t),
+                    Err(e) => {
+                        next.store(seqs.len(), Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        Ok(slots.into_iter().flatten().collect())
     }
 }

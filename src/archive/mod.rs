@@ -19,12 +19,16 @@ use crate::store::{ArchiveError, BackingStore, StoreError};
 use crate::sync::lock;
 use cache::FrameCache;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Most threads that compress one segment.
 const COMPRESS_THREADS: usize = 4;
 /// Trailers kept in memory (each holds a segment's summary).
 const TRAILERS_MAX: usize = 256;
+/// The first trailer read fetches this much of the object's end; later
+/// ones as much as the largest trailer seen.
+const TAIL_GUESS_FIRST: u64 = 64 << 10;
 
 pub type Result<T> = std::result::Result<T, ArchiveError>;
 
@@ -47,6 +51,8 @@ pub struct Archive {
     objects: Mutex<Option<BTreeMap<u64, u64>>>,
     /// Ends of the partial objects of segments not sealed when shipped.
     partials: Mutex<BTreeMap<u64, BTreeSet<u32>>>,
+    /// How many bytes of an object's end a trailer read fetches first.
+    tail_guess: AtomicU64,
 }
 
 impl Archive {
@@ -69,10 +75,10 @@ impl Archive {
             trailers: Mutex::new(HashMap::new()),
             objects: Mutex::new(None),
             partials: Mutex::new(BTreeMap::new()),
+            tail_guess: AtomicU64::new(TAIL_GUESS_FIRST),
         }
     }
 
-    /// Lists the store again.
     /// Lists the store again. Partial objects of segments stored whole
     /// (left by a crash between the two) are deleted.
     pub fn relist(&self) -> Result<()> {
@@ -287,7 +293,8 @@ impl Archive {
     }
 
     /// The trailer of archived segment `seq`: header, footer, summary and
-    /// frame table, fetched with two ranged reads and kept.
+    /// frame table, fetched with one ranged read (two for one larger than
+    /// any seen before) and kept.
     pub fn trailer(&self, seq: u64) -> Result<Arc<Trailer>> {
         if let Some(t) = lock(&self.trailers).get(&seq) {
             return Ok(t.clone());
@@ -312,11 +319,7 @@ impl Archive {
         if size < TAIL_LEN as u64 {
             return Err(self.damaged(seq)(DecodeError::Invalid("object too short")));
         }
-        let tail = self
-            .store
-            .get_range(&name, size - TAIL_LEN as u64, TAIL_LEN as u64)?;
-        let (at, len) = object::trailer_range(size, &tail).map_err(self.damaged(seq))?;
-        let bytes = self.store.get_range(&name, at, len)?;
+        let bytes = self.trailer_bytes(seq, &name, size)?;
         let trailer = Trailer::decode(&bytes).map_err(self.damaged(seq))?;
         if trailer.header.seq != seq || trailer.header.volume_id != self.volume_id {
             return Err(ArchiveError::Foreign {
@@ -332,6 +335,26 @@ impl Archive {
         }
         trailers.insert(seq, trailer.clone());
         Ok(trailer)
+    }
+
+    /// The trailer bytes of object `name` of `size` bytes: one ranged read
+    /// of the object's end, as long as the largest trailer seen so far (so
+    /// that it usually holds the whole trailer), and a second for the part
+    /// it missed.
+    fn trailer_bytes(&self, seq: u64, name: &str, size: u64) -> Result<Vec<u8>> {
+        let guess = self.tail_guess.load(Ordering::Relaxed).min(size);
+        let end = self.store.get_range(name, size - guess, guess)?;
+        let tail = &end[end.len() - TAIL_LEN..];
+        let (at, len) = object::trailer_range(size, tail).map_err(self.damaged(seq))?;
+        self.tail_guess
+            .fetch_max(len + TAIL_LEN as u64, Ordering::Relaxed);
+        let from = size - guess;
+        let mut bytes = match at.checked_sub(from) {
+            Some(skip) => return Ok(end[skip as usize..(skip + len) as usize].to_vec()),
+            None => self.store.get_range(name, at, from - at)?,
+        };
+        bytes.extend_from_slice(&end[..(at + len - from) as usize]);
+        Ok(bytes)
     }
 
     /// The records of archived segment `seq` as the backward scan needs them.
@@ -412,5 +435,46 @@ impl RetiredSegments for Archive {
             store: self.store.describe(),
         }
         .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Faulty, Memory};
+
+    /// An object of `frames` bytes, then a trailer of `len` bytes, then the
+    /// tail; the trailer's bytes count from 0 so that a misplaced slice shows.
+    fn object_with_trailer(frames: usize, len: usize) -> (Vec<u8>, Vec<u8>) {
+        let trailer: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut bytes = vec![0xEE; frames];
+        bytes.extend_from_slice(&trailer);
+        bytes.extend_from_slice(&(len as u64).to_le_bytes());
+        bytes.extend_from_slice(b"LSVFSTRL");
+        (bytes, trailer)
+    }
+
+    #[test]
+    fn a_trailer_is_read_whole_with_one_read_once_one_as_large_was_seen() {
+        let store = Arc::new(Faulty::new(Memory::new()));
+        let archive = Archive::open(store.clone(), VolumeId([7; 16]), 3, 1 << 20);
+        let lens = [300, 200 << 10, 70 << 10, 64 << 10, 1 << 20, 5000, 300 << 10];
+        let mut objects = Vec::new();
+        for (i, &len) in lens.iter().enumerate() {
+            let (bytes, trailer) = object_with_trailer(1000 * i, len);
+            let name = format!("o{i}");
+            store.put(&name, &bytes).unwrap();
+            objects.push((name, bytes.len() as u64, trailer));
+        }
+        let mut largest = TAIL_GUESS_FIRST;
+        for (i, (name, size, trailer)) in objects.iter().enumerate() {
+            let before = store.calls();
+            let read = archive.trailer_bytes(i as u64, name, *size).unwrap();
+            assert_eq!(&read, trailer, "{name}");
+            let reads = store.calls() - before;
+            let fits = trailer.len() as u64 + TAIL_LEN as u64 <= largest;
+            assert_eq!(reads, if fits { 1 } else { 2 }, "{name}");
+            largest = largest.max(trailer.len() as u64 + TAIL_LEN as u64);
+        }
     }
 }
