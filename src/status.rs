@@ -31,6 +31,9 @@ pub struct Status {
     /// archived, their ratio, and the archiver's throughput.
     pub session_archived_raw_bytes: u64,
     pub session_archived_stored_bytes: u64,
+    /// Since the volume was opened: bytes of partial objects stored (each
+    /// later replaced, so traffic to the store rather than space in it).
+    pub session_partial_bytes: u64,
     pub compression_ratio: Option<f64>,
     pub archive_mib_per_s: Option<f64>,
     /// Since the volume was opened: record bytes appended for users and
@@ -105,6 +108,13 @@ impl Status {
                 "{} segments, {:.1} MiB stored",
                 self.archived_segments,
                 mib(self.archived_bytes)
+            ),
+        );
+        line(
+            "partial objects",
+            format!(
+                "{:.1} MiB shipped (since open)",
+                mib(self.session_partial_bytes)
             ),
         );
         line(

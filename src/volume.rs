@@ -307,6 +307,7 @@ impl Volume {
             let us = st.archive_us.load(Ordering::Relaxed);
             s.session_archived_raw_bytes = raw;
             s.session_archived_stored_bytes = stored;
+            s.session_partial_bytes = st.partial_bytes.load(Ordering::Relaxed);
             s.compression_ratio = ratio(raw, stored);
             s.archive_mib_per_s = ratio(raw * 1_000_000 / (1 << 20), us);
             let h = lock(&st.health).clone();

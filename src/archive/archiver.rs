@@ -68,6 +68,9 @@ pub struct Stats {
     pub retired: AtomicU64,
     pub raw_bytes: AtomicU64,
     pub stored_bytes: AtomicU64,
+    /// Bytes of partial objects stored (each replaced by a newer one or by
+    /// the whole segment's object, so traffic rather than space).
+    pub partial_bytes: AtomicU64,
     /// Time spent compressing, storing and verifying, in microseconds.
     pub archive_us: AtomicU64,
     pub health: Mutex<Health>,
@@ -318,7 +321,9 @@ impl Archiver {
         };
         let (raw, footer, summary) = (&prefix.raw, &prefix.footer, &prefix.summary);
         match self.archive.put_partial(seq, raw, footer, summary) {
-            Ok(_) => {
+            Ok(stored) => {
+                let partial = &self.stats.partial_bytes;
+                partial.fetch_add(stored.stored, Ordering::Relaxed);
                 self.partial_backoff.set(BACKOFF_FIRST);
                 self.set_health(None);
             }

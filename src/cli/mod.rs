@@ -200,6 +200,7 @@ enum Command {
         /// "waiting_for_archive", "writes_blocked", "live_bytes",
         /// "capacity_bytes", "archived_segments", "archived_bytes",
         /// "session_archived_raw_bytes", "session_archived_stored_bytes",
+        /// "session_partial_bytes",
         /// "compression_ratio", "archive_mib_per_s", "user_bytes",
         /// "copied_forward_bytes", "write_amplification", "store": {"location", "ok", "error",
         /// "since"}}; ratios are null until there is something to divide.

@@ -69,6 +69,11 @@ fn a_sync_point_in_the_open_segment_is_served_by_the_store_within_the_ship_inter
         assert!(objects(&*store, ".lsa").is_empty(), "nothing sealed yet");
         assert_eq!(objects(&*store, ".lsp").len(), 1, "one partial object");
     }
+    let status = fs.volume().status();
+    assert!(
+        status.session_partial_bytes > 0 && status.session_archived_stored_bytes == 0,
+        "partial objects are counted apart: {status:?}"
+    );
     println!("ship delays with a 1 s interval: {delays:?}");
     assert!(
         delays.iter().all(|d| *d < Duration::from_secs(3)),
