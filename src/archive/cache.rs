@@ -5,8 +5,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-/// A frame: archived segment and frame number.
-pub type FrameKey = (u64, usize);
+/// A frame: archived segment, the segment bytes its object holds (a
+/// partial object's frames differ from the whole object's), frame number.
+pub type FrameKey = (u64, u64, usize);
 
 pub struct FrameCache {
     budget: u64,
@@ -73,14 +74,14 @@ mod tests {
     fn evicts_least_recently_used_within_budget() {
         let c = FrameCache::new(300);
         for i in 0..3 {
-            c.insert((1, i), Arc::new(vec![i as u8; 100]));
+            c.insert((1, 0, i), Arc::new(vec![i as u8; 100]));
         }
-        assert!(c.get((1, 0)).is_some());
-        c.insert((2, 0), Arc::new(vec![9; 100]));
+        assert!(c.get((1, 0, 0)).is_some());
+        c.insert((2, 0, 0), Arc::new(vec![9; 100]));
         assert_eq!(c.bytes(), 300);
-        assert!(c.get((1, 1)).is_none(), "least recently used goes first");
-        assert!(c.get((1, 0)).is_some() && c.get((2, 0)).is_some());
-        c.insert((2, 0), Arc::new(vec![9; 50]));
+        assert!(c.get((1, 0, 1)).is_none(), "least recently used goes first");
+        assert!(c.get((1, 0, 0)).is_some() && c.get((2, 0, 0)).is_some());
+        c.insert((2, 0, 0), Arc::new(vec![9; 50]));
         assert_eq!(c.bytes(), 250, "replacing a frame counts its new size");
     }
 }

@@ -46,7 +46,8 @@ pub struct Archive {
     /// Threads compressing a segment's frames (they are independent).
     threads: usize,
     cache: FrameCache,
-    trailers: Mutex<HashMap<u64, Arc<Trailer>>>,
+    /// Trailers read, with the name of the object each came from.
+    trailers: Mutex<HashMap<u64, (String, Arc<Trailer>)>>,
     /// Archived segments and their object sizes, once listed.
     objects: Mutex<Option<BTreeMap<u64, u64>>>,
     /// Ends of the partial objects of segments not sealed when shipped.
@@ -296,10 +297,52 @@ impl Archive {
     /// frame table, fetched with one ranged read (two for one larger than
     /// any seen before) and kept.
     pub fn trailer(&self, seq: u64) -> Result<Arc<Trailer>> {
-        if let Some(t) = lock(&self.trailers).get(&seq) {
-            return Ok(t.clone());
+        Ok(self.held(seq)?.1)
+    }
+
+    /// The trailer of segment `seq` and the object it was read from.
+    fn held(&self, seq: u64) -> Result<(String, Arc<Trailer>)> {
+        if let Some(held) = lock(&self.trailers).get(&seq) {
+            return Ok(held.clone());
         }
         let name = self.name_of(seq);
+        let trailer = match self.fetch_trailer(seq, &name) {
+            Err(e) if self.superseded(seq, &name, &e) => {
+                let name = self.name_of(seq);
+                (name.clone(), self.fetch_trailer(seq, &name)?)
+            }
+            other => (name, other?),
+        };
+        let trailer = (trailer.0, Arc::new(trailer.1));
+        let mut trailers = lock(&self.trailers);
+        if trailers.len() >= TRAILERS_MAX {
+            trailers.clear();
+        }
+        trailers.insert(seq, trailer.clone());
+        Ok(trailer)
+    }
+
+    /// Whether `failure`, reading object `name` of segment `seq`, says that
+    /// a newer object replaced it: a partial object is deleted once a
+    /// longer prefix or the whole segment is stored (by the volume's
+    /// archiver, while this reads the store). Then the store is listed
+    /// again and the segment's trailer forgotten, so that a second try
+    /// reads the newer object, which holds the same bytes and more.
+    fn superseded(&self, seq: u64, name: &str, failure: &ArchiveError) -> bool {
+        let gone = match failure {
+            ArchiveError::Lost { .. } => true,
+            ArchiveError::Store(e) => e.is_not_found(),
+            _ => false,
+        };
+        if !gone || name == self.object_name(seq) || self.relist().is_err() {
+            return false;
+        }
+        lock(&self.trailers).remove(&seq);
+        self.name_of(seq) != name
+    }
+
+    /// Reads and checks the trailer of object `name`, segment `seq`'s.
+    fn fetch_trailer(&self, seq: u64, name: &str) -> Result<Trailer> {
         // A whole object's size is known from the listing: no HEAD.
         let listed = match name == self.object_name(seq) {
             true => lock(&self.objects)
@@ -307,11 +350,11 @@ impl Archive {
                 .and_then(|o| o.get(&seq).copied()),
             false => None,
         };
-        let size = listed.map_or_else(|| self.store.size(&name), Ok);
+        let size = listed.map_or_else(|| self.store.size(name), Ok);
         let size = size.map_err(|e| match e.is_not_found() {
             true => ArchiveError::Lost {
                 seq,
-                object: name.clone(),
+                object: name.to_string(),
                 store: self.store.describe(),
             },
             false => e.into(),
@@ -319,21 +362,15 @@ impl Archive {
         if size < TAIL_LEN as u64 {
             return Err(self.damaged(seq)(DecodeError::Invalid("object too short")));
         }
-        let bytes = self.trailer_bytes(seq, &name, size)?;
+        let bytes = self.trailer_bytes(seq, name, size)?;
         let trailer = Trailer::decode(&bytes).map_err(self.damaged(seq))?;
         if trailer.header.seq != seq || trailer.header.volume_id != self.volume_id {
             return Err(ArchiveError::Foreign {
                 seq,
-                object: name,
+                object: name.to_string(),
                 store: self.store.describe(),
             });
         }
-        let trailer = Arc::new(trailer);
-        let mut trailers = lock(&self.trailers);
-        if trailers.len() >= TRAILERS_MAX {
-            trailers.clear();
-        }
-        trailers.insert(seq, trailer.clone());
         Ok(trailer)
     }
 
@@ -375,31 +412,51 @@ impl Archive {
         Ok(self.trailer(seq)?.header)
     }
 
-    fn frame(&self, seq: u64, t: &Trailer, i: usize) -> Result<Arc<Vec<u8>>> {
-        if let Some(f) = self.cache.get((seq, i)) {
+    /// Frame `i` of object `name`, whose trailer is `t`.
+    fn frame(&self, seq: u64, name: &str, t: &Trailer, i: usize) -> Result<Arc<Vec<u8>>> {
+        let key = (seq, t.raw_len, i);
+        if let Some(f) = self.cache.get(key) {
             return Ok(f);
         }
         let (at, len) = t.frame_span(i);
-        let compressed = self.store.get_range(&self.name_of(seq), at, len)?;
+        let compressed = self.store.get_range(name, at, len)?;
         let frame = Arc::new(
             t.decompress_frame(i, &compressed)
                 .map_err(self.damaged(seq))?,
         );
-        self.cache.insert((seq, i), frame.clone());
+        self.cache.insert(key, frame.clone());
         Ok(frame)
     }
 
     /// Up to `len` bytes of archived segment `seq` from `offset`, fewer if
     /// its records end first.
     pub fn read(&self, seq: u64, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let t = self.trailer(seq)?;
+        let (name, t) = self.held(seq)?;
+        match self.read_object(seq, &name, &t, offset, len) {
+            Err(e) if self.superseded(seq, &name, &e) => {
+                let (name, t) = self.held(seq)?;
+                self.read_object(seq, &name, &t, offset, len)
+            }
+            other => other,
+        }
+    }
+
+    /// Up to `len` bytes from `offset` of object `name`, segment `seq`'s.
+    fn read_object(
+        &self,
+        seq: u64,
+        name: &str,
+        t: &Trailer,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let end = (offset + len as u64).min(t.raw_len);
         let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
         let mut pos = offset;
         while pos < end {
             let i = t.frame_of(pos);
             let (start, _) = t.raw_span(i);
-            let frame = self.frame(seq, &t, i)?;
+            let frame = self.frame(seq, name, t, i)?;
             let from = (pos - start) as usize;
             let to = ((end - start) as usize).min(frame.len());
             out.extend_from_slice(&frame[from..to]);

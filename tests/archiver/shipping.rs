@@ -38,6 +38,10 @@ fn a_sync_point_in_the_open_segment_is_served_by_the_store_within_the_ship_inter
     let fs = open(&dir, &store, None);
     let mut work = Work::new(5);
     let mut delays = Vec::new();
+    // A reader of the store that opens views of the first partial object
+    // and reads them only after newer objects replaced it.
+    let mut early = Vec::new();
+    let mut early_listing = None;
     for round in 0..3 {
         for _ in 0..30 {
             work.step(&fs).unwrap();
@@ -57,6 +61,16 @@ fn a_sync_point_in_the_open_segment_is_served_by_the_store_within_the_ship_inter
             work.points.keys().copied().collect::<Vec<_>>(),
             "round {round}"
         );
+        if round == 0 {
+            let (point, want) = work.points.iter().next_back().unwrap();
+            let alone = served(&store, id).0;
+            let view = View::from_archive(alone, &Selector::Id(*point), &|_, _| {});
+            early.push((view.unwrap(), want.clone()));
+            // Listed now, its first trailer read after the replacement.
+            let stale = Archive::open(store.clone(), id, 3, 4 << 20);
+            stale.relist().unwrap();
+            early_listing = Some(stale);
+        }
         for (point, want) in &work.points {
             let view =
                 View::from_archive(archive.clone(), &Selector::Id(*point), &|_, _| {}).unwrap();
@@ -88,5 +102,19 @@ fn a_sync_point_in_the_open_segment_is_served_by_the_store_within_the_ship_inter
     wait_until("the partial object to go", Duration::from_secs(10), || {
         objects(&*store, ".lsp").is_empty()
     });
+    let stale = early_listing.unwrap();
+    let seq = stale.partial_segments()[0];
+    assert_eq!(
+        stale.header(seq).unwrap().seq,
+        seq,
+        "a trailer read after its partial object was replaced"
+    );
+    for (view, want) in &early {
+        assert_eq!(
+            &dump(&view.tree()),
+            want,
+            "a view read after its partial object was replaced"
+        );
+    }
     fs.into_volume().close().unwrap();
 }
