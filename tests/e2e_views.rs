@@ -129,7 +129,8 @@ fn every_view_matches_the_tree_at_its_sync_point() {
             .find(|l| l.trim_start().starts_with(&format!("{id} ")));
         line.unwrap_or_default().to_string()
     };
-    assert_eq!(listed.lines().count(), recorded.len() + 1, "{listed}");
+    // The volume's id, the column heads, one line per sync point.
+    assert_eq!(listed.lines().count(), recorded.len() + 2, "{listed}");
     for pass in ["first", "second"] {
         for (id, want) in &recorded {
             let got = with_view(&m, &id.to_string(), |v| manifest(v, true));
@@ -343,7 +344,7 @@ fn sync_points_in_sealed_segments_mount_and_clone_from_the_store_alone() {
     let ids: Vec<u64> = recorded.keys().copied().collect();
     let listed = wait_listed(lsvfs, &store, &ids);
     assert!(
-        listed.lines().skip(1).all(|l| l.contains("store")),
+        listed.lines().skip(2).all(|l| l.contains("store")),
         "{listed}"
     );
     let first = m.volume.join("segments").join(format!("{:016}.seg", 1));
@@ -433,7 +434,11 @@ fn a_store_shared_by_two_volumes_is_read_one_volume_at_a_time() {
             std::thread::sleep(std::time::Duration::from_millis(100));
             listed = listing();
         }
-        assert_eq!(listed.lines().count(), 2, "{listed}");
+        assert_eq!(listed.lines().count(), 3, "{listed}");
+        assert!(
+            listed.starts_with(&format!("volume {volume_id}\n")),
+            "{listed}"
+        );
         assert!(listed.contains(&format!(" {name}")), "{listed}");
         let dir = tempfile::tempdir().unwrap();
         run(lsvfs().arg("mount").arg(&store).arg(dir.path()).args([

@@ -106,6 +106,7 @@ struct Listed {
     requester: String,
     segment: u64,
     location: &'static str,
+    volume: String,
 }
 
 /// A volume directory, or the volume behind an lsvfs mount point.
@@ -124,18 +125,19 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
         Some(_) => path.to_path_buf(),
         None => volume_of(path)?,
     };
-    let (points, locations) = match crate::layout::source(&source, volume_id)? {
+    let (volume, points, locations) = match crate::layout::source(&source, volume_id)? {
         Source::Volume(volume) => {
             let points = Volume::sync_points_of(&volume)?;
             let in_primary = Volume::views_in_primary(&volume, &points)?;
             let at = |p: bool| if p { "primary" } else { "archive" };
             let locations = in_primary.into_iter().map(at).collect();
-            (points, locations)
+            let id = crate::policy::Policy::load(&crate::disk::Real, &volume)?.volume_id;
+            (id, points, locations)
         }
         Source::Store(archive) => {
             let points = archive.sync_points(&|_, _| {})?;
             let locations = vec!["store"; points.len()];
-            (points, locations)
+            (archive.volume_id().to_hex(), points, locations)
         }
     };
     let listed: Vec<Listed> = points
@@ -149,12 +151,14 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
             requester: p.info.requester.clone(),
             segment: p.lsn.seq,
             location,
+            volume: volume.clone(),
         })
         .collect();
     if json {
         println!("{}", serde_json::to_string_pretty(&listed)?);
         return Ok(());
     }
+    println!("volume {volume}");
     println!(
         "{:>8}  {:<24}  {:<8}  LABEL",
         "ID", "TIME (UTC)", "LOCATION"
