@@ -38,6 +38,11 @@ impl FrameCache {
         Some(frame.clone())
     }
 
+    /// Whether the frame is cached (without counting as a use).
+    pub fn contains(&self, key: FrameKey) -> bool {
+        crate::sync::lock(&self.inner).frames.contains_key(&key)
+    }
+
     /// Adds a frame, evicting the least recently used ones beyond the budget.
     pub fn insert(&self, key: FrameKey, frame: Arc<Vec<u8>>) {
         let mut inner = crate::sync::lock(&self.inner);

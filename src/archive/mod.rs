@@ -4,6 +4,7 @@
 //! decompressed frames. The object format is in `format::archive`; the
 //! thread that decides what to retire is in [`archiver`].
 
+mod ahead;
 pub mod archiver;
 mod cache;
 mod listing;
@@ -17,7 +18,7 @@ use crate::log::recovery::{SegmentRecords, check_summary};
 use crate::log::retired::RetiredSegments;
 use crate::store::{ArchiveError, BackingStore, StoreError};
 use crate::sync::lock;
-use cache::FrameCache;
+use ahead::{FetchError, ReadAhead};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,8 @@ pub struct Archive {
     level: i32,
     /// Threads compressing a segment's frames (they are independent).
     threads: usize,
-    cache: FrameCache,
+    /// The frame cache, filled ahead of sequential readers.
+    ahead: ReadAhead,
     /// Trailers read, with the name of the object each came from.
     trailers: Mutex<HashMap<u64, (String, Arc<Trailer>)>>,
     /// Archived segments and their object sizes, once listed.
@@ -67,12 +69,12 @@ impl Archive {
         cache_size: u64,
     ) -> Archive {
         Archive {
+            ahead: ReadAhead::new(store.clone(), cache_size, object::FRAME_RAW as u64),
             store,
             volume_id,
             level,
             threads: std::thread::available_parallelism()
                 .map_or(1, |n| n.get().min(COMPRESS_THREADS)),
-            cache: FrameCache::new(cache_size),
             trailers: Mutex::new(HashMap::new()),
             objects: Mutex::new(None),
             partials: Mutex::new(BTreeMap::new()),
@@ -413,18 +415,18 @@ impl Archive {
     }
 
     /// Frame `i` of object `name`, whose trailer is `t`.
-    fn frame(&self, seq: u64, name: &str, t: &Trailer, i: usize) -> Result<Arc<Vec<u8>>> {
+    fn frame(&self, seq: u64, name: &str, t: &Arc<Trailer>, i: usize) -> Result<Arc<Vec<u8>>> {
         let key = (seq, t.raw_len, i);
-        if let Some(f) = self.cache.get(key) {
+        self.ahead.reading(name, seq, t, i);
+        if let Some(f) = self.ahead.cached(key) {
             return Ok(f);
         }
-        let (at, len) = t.frame_span(i);
-        let compressed = self.store.get_range(name, at, len)?;
-        let frame = Arc::new(
-            t.decompress_frame(i, &compressed)
-                .map_err(self.damaged(seq))?,
-        );
-        self.cache.insert(key, frame.clone());
+        let frame = match ahead::fetch(&*self.store, name, t, i) {
+            Ok(frame) => Arc::new(frame),
+            Err(FetchError::Store(e)) => return Err(e.into()),
+            Err(FetchError::Damaged(e)) => return Err(self.damaged(seq)(e)),
+        };
+        self.ahead.cache().insert(key, frame.clone());
         Ok(frame)
     }
 
@@ -446,7 +448,7 @@ impl Archive {
         &self,
         seq: u64,
         name: &str,
-        t: &Trailer,
+        t: &Arc<Trailer>,
         offset: u64,
         len: usize,
     ) -> Result<Vec<u8>> {
@@ -509,6 +511,62 @@ mod tests {
         bytes.extend_from_slice(&(len as u64).to_le_bytes());
         bytes.extend_from_slice(b"LSVFSTRL");
         (bytes, trailer)
+    }
+
+    /// An archive of volume [3; 16] holding segment 9 of `frames` frames,
+    /// listed, and its store.
+    fn archived(frames: usize) -> (Archive, Arc<Faulty<Memory>>, u64) {
+        let store = Arc::new(Faulty::new(Memory::new()));
+        let archive = Archive::open(store.clone(), VolumeId([3; 16]), 1, 64 << 20);
+        let blocks = (frames - 1) * object::FRAME_RAW / 4096 + 10;
+        let (raw, footer, summary) = crate::format::archive::tests::segment(blocks as u32);
+        archive.put_segment(9, &raw, &footer, &summary).unwrap();
+        archive.relist().unwrap();
+        assert_eq!(archive.trailer(9).unwrap().frames(), frames);
+        (archive, store, raw.len() as u64)
+    }
+
+    fn has_frame(archive: &Archive, i: usize) -> bool {
+        let t = archive.trailer(9).unwrap();
+        archive.ahead.cache().contains((9, t.raw_len, i))
+    }
+
+    #[test]
+    fn a_sequential_reader_finds_the_next_frames_fetched_and_each_is_fetched_once() {
+        let (archive, store, len) = archived(4);
+        let step = 1 << 20;
+        let (first, second) = (
+            archive.read(9, 0, step).unwrap(),
+            archive.read(9, step as u64, step),
+        );
+        assert_eq!(first.len(), step);
+        assert_eq!(second.unwrap().len(), step);
+        // Two reads in frame 0: frames 1 to 3 come without being asked for.
+        let start = std::time::Instant::now();
+        while !(1..4).all(|i| has_frame(&archive, i)) {
+            assert!(
+                start.elapsed().as_secs() < 10,
+                "frames 1-3 never fetched ahead"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let calls = store.calls();
+        let mut at = 2 * step as u64;
+        while at < len {
+            at += archive.read(9, at, step).unwrap().len() as u64;
+        }
+        assert_eq!(store.calls(), calls, "every frame was there already");
+    }
+
+    #[test]
+    fn random_reads_fetch_only_what_they_read() {
+        let (archive, store, _) = archived(4);
+        let calls = store.calls();
+        for i in [2u64, 0, 3] {
+            archive.read(9, i * object::FRAME_RAW as u64, 100).unwrap();
+        }
+        assert_eq!(store.calls() - calls, 3, "one ranged GET per frame read");
+        assert!(!has_frame(&archive, 1));
     }
 
     #[test]

@@ -383,4 +383,4 @@ pub fn verify(object: &[u8], raw: &[u8]) -> DecodeResult<Trailer> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

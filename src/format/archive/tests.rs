@@ -5,8 +5,9 @@ use super::*;
 use crate::format::record::FLAG_GROUP_END;
 use crate::format::{FileKind, InodeAttrs, Record, RecordView, SummaryEntry, VolumeId};
 
-/// A sealed segment with `blocks` data records of mixed content.
-fn segment(blocks: u32) -> (Vec<u8>, Footer, Vec<u8>) {
+/// A sealed segment (9 of volume [3; 16]) with `blocks` data records of
+/// mixed content.
+pub(crate) fn segment(blocks: u32) -> (Vec<u8>, Footer, Vec<u8>) {
     let header = SegmentHeader {
         volume_id: VolumeId([3; 16]),
         seq: 9,
