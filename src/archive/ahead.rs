@@ -2,10 +2,13 @@
 //! frames in order (a clone, `cp` out of a view, a database replaying its
 //! log from a view) would otherwise wait for one ranged GET after another,
 //! so a store's latency, not its bandwidth, would bound a restore. When a
-//! reader takes frame `i` of a segment right after frame `i - 1` (or `i`
-//! again), the next few frames are fetched by background threads into the
-//! frame cache; a reader that needs a frame being fetched waits for it
-//! rather than fetching it twice. Random reads fetch nothing extra.
+//! reader takes frame `i` of a segment right after frame `i - 1`, the next
+//! few frames are fetched by background threads into the frame cache; a
+//! reader that needs a frame being fetched waits for it rather than
+//! fetching it twice. Random reads fetch nothing extra, nor do reads that
+//! come back to one frame (a view reading inode records: each sits in a
+//! 4 MiB frame of its own segment, and fetching the frames after it would
+//! cost a view's first `ls` four times as much).
 
 use super::cache::{FrameCache, FrameKey};
 use crate::format::archive::Trailer;
@@ -110,7 +113,7 @@ impl ReadAhead {
             }
             recent.insert(seq, i)
         };
-        let sequential = previous.is_some_and(|p| p == i || p + 1 == i);
+        let sequential = previous.is_some_and(|p| p + 1 == i);
         if !sequential || self.ahead == 0 {
             return;
         }

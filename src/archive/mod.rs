@@ -534,19 +534,19 @@ mod tests {
     #[test]
     fn a_sequential_reader_finds_the_next_frames_fetched_and_each_is_fetched_once() {
         let (archive, store, len) = archived(4);
-        let step = 1 << 20;
+        let step = object::FRAME_RAW;
         let (first, second) = (
             archive.read(9, 0, step).unwrap(),
             archive.read(9, step as u64, step),
         );
         assert_eq!(first.len(), step);
         assert_eq!(second.unwrap().len(), step);
-        // Two reads in frame 0: frames 1 to 3 come without being asked for.
+        // Frame 0, then frame 1: frames 2 and 3 come without being asked.
         let start = std::time::Instant::now();
-        while !(1..4).all(|i| has_frame(&archive, i)) {
+        while !(2..4).all(|i| has_frame(&archive, i)) {
             assert!(
                 start.elapsed().as_secs() < 10,
-                "frames 1-3 never fetched ahead"
+                "frames 2-3 never fetched ahead"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -562,7 +562,8 @@ mod tests {
     fn random_reads_fetch_only_what_they_read() {
         let (archive, store, _) = archived(4);
         let calls = store.calls();
-        for i in [2u64, 0, 3] {
+        // Frame 0 read again and again (a view's metadata) is no sequence.
+        for i in [2u64, 0, 0, 0, 3] {
             archive.read(9, i * object::FRAME_RAW as u64, 100).unwrap();
         }
         assert_eq!(store.calls() - calls, 3, "one ranged GET per frame read");
