@@ -16,18 +16,15 @@ use crate::format::InodeAttrs;
 use crate::fs::{Entry, Fs, FsError, FsResult, SetAttrs, XattrMode, opens_for_writing};
 use crate::volume::ROOT_INO;
 use fuser::{
-    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow,
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig,
+    OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
-
-const MAX_WRITE: u32 = 1 << 20;
 
 pub struct Adapter {
     pub(super) fs: Arc<Fs>,
@@ -162,28 +159,7 @@ type OpenResult = Result<(FileHandle, FopenFlags), Errno>;
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        let wanted = InitFlags::FUSE_WRITEBACK_CACHE
-            | InitFlags::FUSE_PARALLEL_DIROPS
-            | InitFlags::FUSE_DO_READDIRPLUS
-            | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_ASYNC_READ
-            | InitFlags::FUSE_BIG_WRITES
-            | InitFlags::FUSE_MAX_PAGES;
-        let available = config.capabilities() & wanted;
-        let wanted = if self.read_only {
-            available - InitFlags::FUSE_WRITEBACK_CACHE
-        } else {
-            available
-        };
-        if let Err(missing) = config.add_capabilities(wanted) {
-            log::warn!("kernel lacks FUSE capabilities {missing:?}");
-        }
-        if let Err(max) = config.set_max_write(MAX_WRITE) {
-            let _ = config.set_max_write(max);
-        }
-        if let Err(max) = config.set_max_readahead(MAX_WRITE) {
-            let _ = config.set_max_readahead(max);
-        }
+        super::negotiate(config, !self.read_only);
         Ok(())
     }
 

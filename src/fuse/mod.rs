@@ -1,7 +1,9 @@
-//! The FUSE adapter: the only code that names fuser. [`serve`] mounts a
-//! volume and answers requests until it is unmounted (by `lsvfs unmount`,
-//! `umount`, `fusermount3 -u`, SIGTERM or SIGINT), then closes the volume
-//! cleanly.
+//! The FUSE adapter: the only code of lsvfs that names fuser. [`serve`]
+//! mounts a volume and answers requests until it is unmounted (by `lsvfs
+//! unmount`, `umount`, `fusermount3 -u`, SIGTERM or SIGINT), then closes the
+//! volume cleanly. How lsvfs mounts ([`mount_config`], [`negotiate`]) is
+//! public so that the benchmark anchor, `examples/passthrough.rs`, mounts the
+//! same way.
 
 mod adapter;
 mod caller;
@@ -19,7 +21,7 @@ use crate::fs::Fs;
 use crate::volume::Volume;
 use adapter::Adapter;
 use control_nodes::Control;
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{Config, InitFlags, KernelConfig, MountOption, Session, SessionACL};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -29,7 +31,39 @@ use std::sync::Arc;
 pub const SUBTYPE: &str = "lsvfs";
 /// FUSE request threads; they block on the writer's group commit, so more
 /// threads than cores let concurrent writes share one batch and one fsync.
-const THREADS: usize = 8;
+pub const THREADS: usize = 8;
+/// The largest write request, and the read-ahead, asked of the kernel.
+pub const MAX_WRITE: u32 = 1 << 20;
+pub use reply::TTL;
+
+/// What the live mount asks the kernel for (the writeback cache unless
+/// read-only), each where the kernel offers it.
+pub const CAPABILITIES: InitFlags = InitFlags::FUSE_WRITEBACK_CACHE
+    .union(InitFlags::FUSE_PARALLEL_DIROPS)
+    .union(InitFlags::FUSE_DO_READDIRPLUS)
+    .union(InitFlags::FUSE_READDIRPLUS_AUTO)
+    .union(InitFlags::FUSE_ASYNC_READ)
+    .union(InitFlags::FUSE_BIG_WRITES)
+    .union(InitFlags::FUSE_MAX_PAGES);
+
+/// At init: asks for the [`CAPABILITIES`] the kernel offers (without the
+/// writeback cache unless `writeback_cache`), and for [`MAX_WRITE`] as the
+/// largest write and the read-ahead, or the most the kernel allows.
+pub fn negotiate(config: &mut KernelConfig, writeback_cache: bool) {
+    let mut wanted = config.capabilities() & CAPABILITIES;
+    if !writeback_cache {
+        wanted -= InitFlags::FUSE_WRITEBACK_CACHE;
+    }
+    if let Err(missing) = config.add_capabilities(wanted) {
+        log::warn!("kernel lacks FUSE capabilities {missing:?}");
+    }
+    if let Err(max) = config.set_max_write(MAX_WRITE) {
+        let _ = config.set_max_write(max);
+    }
+    if let Err(max) = config.set_max_readahead(MAX_WRITE) {
+        let _ = config.set_max_readahead(max);
+    }
+}
 
 /// Mount options a user can give with `-o`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -114,12 +148,13 @@ fn absolute_paths(volume: &Path, mountpoint: &Path) -> Result<(PathBuf, PathBuf)
 /// How a view mount names its source in /proc/mounts: VOLUME + this + id.
 const VIEW_SOURCE: &str = ":sync-point-";
 
-/// The mount options every lsvfs mount has.
-fn base_config(source: String, read_only: bool, allow_other: bool) -> Config {
+/// The mount options every lsvfs mount has, [`THREADS`] request threads
+/// with a cloned /dev/fuse descriptor each; the type is `fuse.SUBTYPE`.
+pub fn mount_config(source: String, subtype: &str, read_only: bool, allow_other: bool) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source),
-        MountOption::Subtype(SUBTYPE.into()),
+        MountOption::Subtype(subtype.into()),
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
         if read_only {
@@ -155,7 +190,7 @@ pub fn serve_view(
     let view = crate::view::View::open(&volume, volume_id, which, progress)?;
     let id = view.point.info.id;
     let source = format!("{}{VIEW_SOURCE}{id}", volume.display());
-    let config = base_config(source, true, opts.allow_other);
+    let config = mount_config(source, SUBTYPE, true, opts.allow_other);
     let session = Session::new(view_adapter::ViewAdapter::new(view), &mountpoint, &config)
         .map_err(|source| MountError::Mount {
             path: mountpoint.clone(),
@@ -198,8 +233,9 @@ pub fn serve(
     let control = Control::new(fs.clone(), metrics.clone(), owner);
     let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
 
-    let config = base_config(
+    let config = mount_config(
         volume.display().to_string(),
+        SUBTYPE,
         opts.read_only,
         opts.allow_other,
     );

@@ -1,16 +1,22 @@
 """What every workload needs: running commands, dropping the page cache,
-an lsvfs volume mounted for a run, and A/B alternation with its summary."""
+an lsvfs volume and the passthrough anchor mounted for a run, and the
+alternation of sides with its summary."""
 
+import contextlib
 import json
 import math
 import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LSVFS = os.path.join(ROOT, "target", "release", "lsvfs")
+# Where cargo builds (CARGO_TARGET_DIR, relative to the repository, or target/).
+TARGET = os.path.join(ROOT, os.environ.get("CARGO_TARGET_DIR") or "target")
+LSVFS = os.path.join(TARGET, "release", "lsvfs")
+PASSTHROUGH = os.path.join(TARGET, "release", "examples", "passthrough")
 MIB = 1 << 20
 
 
@@ -83,9 +89,67 @@ class Volume:
             time.sleep(0.5)
 
 
+def mounted(path):
+    """Whether `path` is a mount point (also one whose daemon is gone)."""
+    escaped = path.replace(" ", "\\040")
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1] == escaped for line in f)
+
+
+class Passthrough:
+    """The anchor: examples/passthrough mirroring `source` on `mnt`, a plain
+    FUSE filesystem mounted as lsvfs is (same capabilities, max_write,
+    threads, writeback cache), serving in the background until unmount()."""
+
+    def __init__(self, source, mnt, options="allow_other"):
+        self.mnt = mnt
+        for d in (source, mnt):
+            os.makedirs(d, exist_ok=True)
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen([PASSTHROUGH, "-o", options, source, mnt],
+                                     stdout=subprocess.DEVNULL, stderr=self.log)
+        deadline = time.monotonic() + 30
+        while not mounted(mnt):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.unmount()
+                self.log.seek(0)
+                raise RuntimeError(f"passthrough did not mount on {mnt}: {self.log.read().strip()}")
+            time.sleep(0.05)
+
+    def unmount(self):
+        """Unmounts, which ends the daemon; one that does not end is killed
+        and its mount detached."""
+        if mounted(self.mnt):
+            subprocess.run(["umount", self.mnt], check=False, capture_output=True)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        if mounted(self.mnt):
+            subprocess.run(["umount", "-l", self.mnt], check=False, capture_output=True)
+        self.log.close()
+
+
+@contextlib.contextmanager
+def three_sides(work):
+    """An lsvfs volume on work/lsvfs/mnt and the passthrough mirror of
+    work/mirror on work/passthrough, for a section that compares them with
+    the native directory work/native; both unmounted in the end."""
+    volume = Volume(os.path.join(work, "lsvfs"))
+    try:
+        mirror = Passthrough(os.path.join(work, "mirror"), os.path.join(work, "passthrough"))
+        try:
+            yield volume, mirror
+        finally:
+            mirror.unmount()
+    finally:
+        volume.unmount()
+
+
 def alternate(sides, pairs, run):
-    """Runs `run(side)` for each side in turn, `pairs` rounds (A B A B ...);
-    returns {side: [samples]}."""
+    """Runs `run(side)` for each side in turn, `pairs` rounds (A B C A B C
+    ...); returns {side: [samples]}."""
     samples = {s: [] for s in sides}
     for _ in range(pairs):
         for s in sides:
@@ -93,18 +157,25 @@ def alternate(sides, pairs, run):
     return samples
 
 
-def compare(workload, unit, samples, base, subject, higher_is_better=True):
-    """One table row: medians, spreads and the subject/base ratio."""
+def compare(workload, unit, samples, base, subject, higher_is_better=True, anchor=None):
+    """One table row: each side's median and spread, and the ratio
+    subject/base (`ratio`, what the targets read). With an `anchor` side
+    (the passthrough mirror) also anchor/base and subject/anchor."""
     med = {s: statistics.median(v) for s, v in samples.items()}
+    pairs = [(subject, base)] + ([(anchor, base), (subject, anchor)] if anchor else [])
+    ratios = {f"{a}/{b}": med[a] / med[b] if med[b] else None for a, b in pairs}
     return {
         "workload": workload,
         "unit": unit,
         "base": base,
         "subject": subject,
+        "anchor": anchor,
+        "sides": [base] + ([anchor] if anchor else []) + [subject],
         "higher_is_better": higher_is_better,
         "samples": samples,
         "median": med,
-        "ratio": med[subject] / med[base] if med[base] else None,
+        "ratio": ratios[f"{subject}/{base}"],
+        "ratios": ratios,
     }
 
 
@@ -115,10 +186,18 @@ def percentile(values, p):
     return ordered[rank - 1]
 
 
+def spread(r, side):
+    """A side's median and range in row `r`: "12.3 [11.9-13]"."""
+    v = r["samples"][side]
+    return f"{r['median'][side]:.4g} [{min(v):.4g}-{max(v):.4g}]"
+
+
+def ratio_text(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def print_row(r):
     """Prints one comparison row as soon as it is measured."""
-    b, s = r["base"], r["subject"]
-    spread = lambda side: f"[{min(r['samples'][side]):.4g}-{max(r['samples'][side]):.4g}]"
-    print(f"{r['workload']:<38} {b} {r['median'][b]:>9.4g} {spread(b):<17} "
-          f"{s} {r['median'][s]:>9.4g} {spread(s):<17} {r['unit']:<7} ratio {r['ratio']:.2f}",
-          flush=True)
+    sides = " ".join(f"{s} {spread(r, s):<24}" for s in r["sides"])
+    ratios = ", ".join(f"{k} {ratio_text(v)}" for k, v in r["ratios"].items())
+    print(f"{r['workload']:<38} {sides} {r['unit']:<7} {ratios}", flush=True)

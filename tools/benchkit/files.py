@@ -1,6 +1,7 @@
-"""File workloads, each run on the native directory and on the lsvfs mount:
-fio (sequential, random with fdatasync, random read) and metadata (small
-files; untar and rm -rf of a source tree)."""
+"""File workloads, each run on the native directory, on the passthrough
+anchor (a plain FUSE mirror) and on the lsvfs mount: fio (sequential, random
+with fdatasync, random read) and metadata (small files; untar and rm -rf of
+a source tree)."""
 
 import json
 import os
@@ -8,7 +9,7 @@ import shutil
 import tempfile
 import time
 
-from .common import Volume, alternate, compare, drop_caches, fresh, print_row, sh
+from .common import alternate, compare, drop_caches, fresh, print_row, sh, three_sides
 
 
 def fio(directory, name, **opts):
@@ -107,12 +108,15 @@ WORKLOADS = [
 ]
 
 
+SIDES = ["native", "passthrough", "lsvfs"]
+
+
 def section(work, quick, pairs):
-    """Every workload above, native and lsvfs alternately."""
-    volume = Volume(os.path.join(work, "lsvfs"))
-    roots = {"native": os.path.join(work, "native"), "lsvfs": volume.mnt}
+    """Every workload above on native, passthrough and lsvfs in turn."""
     rows = []
-    try:
+    with three_sides(work) as (volume, mirror):
+        roots = {"native": os.path.join(work, "native"), "passthrough": mirror.mnt,
+                 "lsvfs": volume.mnt}
         for name, unit, run in WORKLOADS:
             def one(side):
                 d = os.path.join(roots[side], "work")
@@ -122,9 +126,7 @@ def section(work, quick, pairs):
                     return run(d, quick, settle)
                 finally:
                     shutil.rmtree(d)
-            samples = alternate(["native", "lsvfs"], pairs, one)
-            rows.append(compare(name, unit, samples, "native", "lsvfs"))
+            samples = alternate(SIDES, pairs, one)
+            rows.append(compare(name, unit, samples, "native", "lsvfs", anchor="passthrough"))
             print_row(rows[-1])
-    finally:
-        volume.unmount()
     return {"rows": rows, "figures": {}, "series": {}}

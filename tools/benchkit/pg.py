@@ -1,6 +1,7 @@
-"""pgbench on the native directory and on lsvfs, and the cost of a 1-second
-RPO: the same lsvfs cluster with a sync point taken every second through the
-control file, whose latencies are recorded."""
+"""pgbench on the native directory, on the passthrough anchor (a plain FUSE
+mirror) and on lsvfs, and the cost of a 1-second RPO: the same lsvfs cluster
+with a sync point taken every second through the control file, whose
+latencies are recorded."""
 
 import os
 import pwd
@@ -10,7 +11,7 @@ import subprocess
 import threading
 import time
 
-from .common import Volume, alternate, compare, percentile, print_row, sh
+from .common import alternate, compare, percentile, print_row, sh, three_sides
 
 BIN = "/usr/lib/postgresql/15/bin"
 USER = "lsvfs-bench"
@@ -91,48 +92,50 @@ class SyncPoints(threading.Thread):
         return self.samples
 
 
-SIDES = ["native", "lsvfs", "lsvfs+sync-points"]
+SIDES = ["native", "passthrough", "lsvfs", "lsvfs+sync-points"]
 
 
 def section(work, quick, pairs):
-    """pgbench (scale 20, 4 clients, 60 s; --quick: scale 5, 5 s) on the
-    three sides in turn; returns rows, figures and the latency series."""
+    """pgbench (scale 20, 4 clients, 60 s; --quick: scale 5, 4 s) on the
+    four sides in turn; returns rows, figures and the latency series."""
     ensure_postgres()
     scale, secs = (5, 4) if quick else (20, 60)
-    volume = Volume(os.path.join(work, "lsvfs"))
-    clusters = {}
     series = []
-    try:
-        clusters["native"] = Cluster(os.path.join(work, "native", "pgdata"),
-                                     os.path.join(work, "native-sock"), 54401)
-        clusters["lsvfs"] = Cluster(os.path.join(volume.mnt, "pgdata"),
-                                    os.path.join(work, "lsvfs-sock"), 54402)
-        for c in clusters.values():
-            c.client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
+    with three_sides(work) as (volume, mirror):
+        clusters = {}
+        try:
+            for side, data, port in (("native", os.path.join(work, "native"), 54401),
+                                     ("passthrough", mirror.mnt, 54403),
+                                     ("lsvfs", volume.mnt, 54402)):
+                clusters[side] = Cluster(os.path.join(data, "pgdata"),
+                                         os.path.join(work, f"{side}-sock"), port)
+            for c in clusters.values():
+                c.client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
 
-        def run(side):
-            if side != "lsvfs+sync-points":
-                return pgbench(clusters[side], secs)
-            taker = SyncPoints(volume)
-            taker.start()
-            try:
-                return pgbench(clusters["lsvfs"], secs)
-            finally:
-                series.append(taker.finish())
+            def run(side):
+                if side != "lsvfs+sync-points":
+                    return pgbench(clusters[side], secs)
+                taker = SyncPoints(volume)
+                taker.start()
+                try:
+                    return pgbench(clusters["lsvfs"], secs)
+                finally:
+                    series.append(taker.finish())
 
-        raw = alternate(SIDES, pairs, run)
-    finally:
-        for c in clusters.values():
-            c.stop()
-        volume.unmount()
+            raw = alternate(SIDES, pairs, run)
+        finally:
+            for c in clusters.values():
+                c.stop()
     tps = {s: [r[0] for r in raw[s]] for s in SIDES}
     latency = {s: [r[1] for r in raw[s]] for s in SIDES}
-    pick = lambda d, a, b: {a: d[a], b: d[b]}
+    pick = lambda d, *sides: {s: d[s] for s in sides}
+    three = ("native", "passthrough", "lsvfs")
     name = f"pgbench-s{scale}-c4-{secs}s"
     rows = [
-        compare(f"{name}-tps", "TPS", pick(tps, "native", "lsvfs"), "native", "lsvfs"),
-        compare(f"{name}-latency", "ms", pick(latency, "native", "lsvfs"), "native", "lsvfs",
-                higher_is_better=False),
+        compare(f"{name}-tps", "TPS", pick(tps, *three), "native", "lsvfs",
+                anchor="passthrough"),
+        compare(f"{name}-latency", "ms", pick(latency, *three), "native", "lsvfs",
+                higher_is_better=False, anchor="passthrough"),
         compare(f"{name}-tps-sync-point-each-s", "TPS",
                 pick(tps, "lsvfs", "lsvfs+sync-points"), "lsvfs", "lsvfs+sync-points"),
     ]
