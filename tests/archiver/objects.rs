@@ -123,17 +123,39 @@ fn two_volumes_share_one_store_without_touching_each_other() {
         drained(&fs);
         vols.push((dir, fs, work));
     }
-    let names = store.list().unwrap();
-    for (dir, fs, work) in &vols {
-        let id = Policy::load(&lsvfs::disk::Real, dir).unwrap().volume_id;
-        // Whole objects: a partial one of the open segment may be there too
-        // once the sync point is half a ship interval old.
-        let own = names
+    // Each volume's archive knows exactly its own whole objects (a
+    // partial one of the open segment may be there too, once the sync
+    // point is half a ship interval old). A segment being shipped is in
+    // the store a moment before its archive counts it: wait for that.
+    let ids: Vec<String> = vols
+        .iter()
+        .map(|(dir, _, _)| Policy::load(&lsvfs::disk::Real, dir).unwrap().volume_id)
+        .collect();
+    let counts = || {
+        let names = store.list().unwrap();
+        let own = |id: &String| {
+            let own = names
+                .iter()
+                .filter(|(n, _)| n.starts_with(id) && n.ends_with(".lsa"));
+            own.count() as u64
+        };
+        let counted = vols
             .iter()
-            .filter(|(n, _)| n.starts_with(&id) && n.ends_with(".lsa"));
-        let own = own.count() as u64;
-        assert!(own > 0);
-        assert_eq!(fs.volume().status().archived_segments, own);
+            .map(|(_, fs, _)| fs.volume().status().archived_segments);
+        (
+            ids.iter().map(own).collect::<Vec<_>>(),
+            counted.collect::<Vec<_>>(),
+        )
+    };
+    wait_until(
+        "each archive to count its objects",
+        Duration::from_secs(30),
+        || {
+            let (stored, counted) = counts();
+            stored.iter().all(|&n| n > 0) && stored == counted
+        },
+    );
+    for (_, fs, work) in &vols {
         work.check(fs.volume());
     }
 }
