@@ -29,7 +29,8 @@ pub struct Cloned {
 
 /// Creates the volume in `dir` with `policy` and commits `view`'s live
 /// state into it; `label` names the completing sync point. A failure
-/// leaves no volume behind (the directory is removed if this created it).
+/// leaves no volume behind: the directory is removed if this created it,
+/// else emptied again (creating a volume needs it empty).
 pub fn clone_view(view: &View, dir: &Path, policy: &Policy, label: &str) -> Result<Cloned> {
     let existed = dir.exists();
     Volume::create(dir, policy)?;
@@ -38,10 +39,31 @@ pub fn clone_view(view: &View, dir: &Path, policy: &Policy, label: &str) -> Resu
         vol.close()?;
         Ok(cloned)
     });
-    if result.is_err() && !existed {
-        let _ = std::fs::remove_dir_all(dir);
+    if result.is_err() {
+        let undone = match existed {
+            true => empty(dir),
+            false => std::fs::remove_dir_all(dir),
+        };
+        if let Err(e) = undone {
+            log::warn!(
+                "cannot remove the unfinished clone in {}: {e}",
+                dir.display()
+            );
+        }
     }
     result
+}
+
+/// Removes everything in `dir`, not `dir` itself.
+fn empty(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        match entry.file_type()?.is_dir() {
+            true => std::fs::remove_dir_all(entry.path())?,
+            false => std::fs::remove_file(entry.path())?,
+        }
+    }
+    Ok(())
 }
 
 fn copy(view: &View, vol: &Volume, label: &str) -> Result<Cloned> {
@@ -125,5 +147,56 @@ impl Group<'_> {
             )),
             e => e,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::VolumeId;
+    use crate::fs::{Fs, ROOT_OWNER};
+    use crate::view::Selector;
+    use crate::volume::ROOT_INO;
+
+    fn small_policy(working_set: u32) -> Policy {
+        let mut p = Policy::new(VolumeId::generate().unwrap());
+        p.block_size = 512;
+        p.segment_size = 64 << 10;
+        p.working_set = working_set;
+        p
+    }
+
+    /// A volume whose one sync point holds a file of `len` bytes.
+    fn source(dir: &Path, len: usize) -> View {
+        Volume::create(dir, &small_policy(64)).unwrap();
+        let fs = Fs::new(Volume::open(dir).unwrap()).unwrap();
+        let (ino, _) = fs.create_file(ROOT_INO, b"f", 0o644, ROOT_OWNER).unwrap();
+        fs.write(ino, 0, &vec![7u8; len]).unwrap();
+        let point = fs.volume().sync_point("full", "test").unwrap();
+        fs.into_volume().close().unwrap();
+        View::open(dir, None, &Selector::Id(point.info.id), &|_, _| {}).unwrap()
+    }
+
+    #[test]
+    fn a_clone_that_fails_leaves_no_volume_behind() {
+        let tmp = tempfile::tempdir().unwrap();
+        let view = source(&tmp.path().join("src"), 1 << 20);
+        // Four 64 KiB segments cannot hold 1 MiB of live data.
+        let too_small = small_policy(4);
+        let made = tmp.path().join("made");
+        let err = clone_view(&view, &made, &too_small, "c").unwrap_err();
+        assert!(err.to_string().contains("--working-set"), "{err}");
+        assert!(!made.exists(), "a directory the clone created is removed");
+        let given = tmp.path().join("given");
+        std::fs::create_dir(&given).unwrap();
+        clone_view(&view, &given, &too_small, "c").unwrap_err();
+        let left: Vec<_> = std::fs::read_dir(&given).unwrap().collect();
+        assert!(
+            left.is_empty(),
+            "a given directory is emptied again: {left:?}"
+        );
+        // And a clone that fits works in it afterwards.
+        let cloned = clone_view(&view, &given, &small_policy(64), "c").unwrap();
+        assert_eq!(cloned.data_bytes, 1 << 20);
     }
 }
