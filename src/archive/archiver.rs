@@ -296,13 +296,17 @@ impl Archiver {
     fn partial_due(&self) -> Option<(u64, u32)> {
         let sealed = self.shared.sealed();
         let catalog = lock(self.shared.catalog());
-        let newest = catalog.entries().last().filter(|p| p.lsn.seq > sealed)?;
+        let entries = catalog.entries();
+        let newest = entries.last().filter(|p| p.lsn.seq > sealed)?;
         let seq = newest.lsn.seq;
         let shipped = self.archive.partial_end(seq).unwrap_or(0);
-        let oldest = catalog
-            .entries()
-            .iter()
-            .find(|p| p.lsn.seq == seq && p.lsn.offset >= shipped)?;
+        // Entries are in log order: those not shipped yet end the catalog,
+        // so the walk (under the writer's catalog lock) is as long as they
+        // are, not as the history.
+        let unshipped = entries.iter().rev();
+        let oldest = unshipped
+            .take_while(|p| p.lsn.seq == seq && p.lsn.offset >= shipped)
+            .last()?;
         let age = crate::time::now_ns().saturating_sub(oldest.info.time_ns);
         (age >= self.ship_interval.as_nanos() as u64 / 2).then_some((seq, newest.lsn.offset))
     }
