@@ -43,6 +43,9 @@ _lsvfs() {
             lsvfs,unmount)
                 cmd="lsvfs__subcmd__unmount"
                 ;;
+            lsvfs,verify)
+                cmd="lsvfs__subcmd__verify"
+                ;;
             lsvfs__subcmd__help,clone)
                 cmd="lsvfs__subcmd__help__subcmd__clone"
                 ;;
@@ -70,6 +73,9 @@ _lsvfs() {
             lsvfs__subcmd__help,unmount)
                 cmd="lsvfs__subcmd__help__subcmd__unmount"
                 ;;
+            lsvfs__subcmd__help,verify)
+                cmd="lsvfs__subcmd__help__subcmd__verify"
+                ;;
             *)
                 ;;
         esac
@@ -77,7 +83,7 @@ _lsvfs() {
 
     case "${cmd}" in
         lsvfs)
-            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points help"
+            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -181,7 +187,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help)
-            opts="create clone demo mount unmount sync-point status sync-points help"
+            opts="create clone demo mount unmount sync-point status sync-points verify help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -320,6 +326,20 @@ _lsvfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lsvfs__subcmd__help__subcmd__verify)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lsvfs__subcmd__mount)
             opts="-o -v -q -h --at --volume --foreground --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -403,6 +423,24 @@ _lsvfs() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__verify)
+            opts="-v -q -h --volume --read-data --json --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --volume)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -25,6 +25,7 @@ pub mod store;
 pub mod sync;
 pub mod time;
 pub mod tree;
+pub mod verify;
 pub mod view;
 pub mod volume;
 

@@ -266,6 +266,65 @@ fn json_output_has_the_shape_docs_cli_md_gives() {
     }
 }
 
+/// Fields under `heading` that belong to the top-level object, and those
+/// of the entries of array `array` (documented as `array[].field`).
+fn split_fields(fields: Vec<String>, array: &str) -> (Vec<String>, Vec<String>) {
+    let prefix = format!("{array}[].");
+    let (inner, outer): (Vec<String>, Vec<String>) =
+        fields.into_iter().partition(|f| f.starts_with(&prefix));
+    let inner = inner
+        .iter()
+        .map(|f| f[prefix.len()..].to_string())
+        .collect();
+    (outer, inner)
+}
+
+#[test]
+fn verify_exits_0_when_clean_and_1_naming_what_a_damage_breaks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    let out = lsvfs(&["verify", path(&vol), "--read-data"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim_end().ends_with(": OK"), "{stdout}");
+    let out = lsvfs(&["verify", path(&vol), "--json"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (outer, _) = split_fields(documented_fields("### `lsvfs verify --json`"), "damaged");
+    assert_eq!(json_fields(&report), outer);
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["sync_points"], 2);
+
+    // A byte of the first record: the log now ends before both sync points.
+    let seg = segment(&vol, 1);
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[4096 + 20] ^= 0x01;
+    std::fs::write(&seg, &bytes).unwrap();
+    let out = lsvfs(&["verify", path(&vol)]);
+    assert_fails(&out, 1, "1 damaged");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("damaged: segment 1, primary segment "),
+        "{stdout}"
+    );
+    assert!(stdout.contains("breaks sync points 1, 2"), "{stdout}");
+    assert!(stdout.trim_end().ends_with(": 1 damaged"), "{stdout}");
+    let out = lsvfs(&["verify", path(&vol), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let (_, inner) = split_fields(documented_fields("### `lsvfs verify --json`"), "damaged");
+    let damage = &report["damaged"][0];
+    assert_eq!(json_fields(damage), inner);
+    assert_eq!(damage["kind"], "primary");
+    assert_eq!(damage["breaks"], serde_json::json!([1, 2]));
+
+    // Usage errors.
+    assert_eq!(lsvfs(&["verify"]).status.code(), Some(2));
+    let out = lsvfs(&["verify", path(&vol), "--volume", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
 #[test]
 fn a_missing_volume_and_a_bad_size_read_exactly_so() {
     let tmp = tempfile::tempdir().unwrap();

@@ -31,6 +31,30 @@ pub fn volumes(store: &dyn BackingStore) -> std::result::Result<Vec<VolumeId>, S
     Ok(ids.into_iter().map(VolumeId).collect())
 }
 
+/// The sync points recorded in segment `seq`, from its summary `entries`
+/// (a summary holds sync records whole).
+pub fn sync_points_in(seq: u64, entries: &[SummaryEntry]) -> Result<Vec<SyncPoint>> {
+    let mut points = Vec::new();
+    for e in entries.iter().filter(|e| e.kind == Kind::SyncPoint) {
+        let corrupt = |source| Error::Corrupt {
+            seq,
+            offset: e.offset as u64,
+            what: "sync record",
+            source,
+        };
+        if let Record::SyncPoint(info) =
+            Record::decode_parts(e.kind, &e.key, &e.value).map_err(corrupt)?
+        {
+            let lsn = Lsn {
+                seq,
+                offset: e.offset,
+            };
+            points.push(SyncPoint { lsn, info });
+        }
+    }
+    Ok(points)
+}
+
 impl Archive {
     /// The sync points this archive can serve alone, oldest first: those
     /// whose segment and every segment of its window are stored. Lists
@@ -50,23 +74,7 @@ impl Archive {
                 continue;
             }
             let entries = SummaryEntry::decode_all(&trailer.summary).map_err(self.damaged(seq))?;
-            for e in entries.iter().filter(|e| e.kind == Kind::SyncPoint) {
-                let corrupt = |source| Error::Corrupt {
-                    seq,
-                    offset: e.offset as u64,
-                    what: "sync record",
-                    source,
-                };
-                if let Record::SyncPoint(info) =
-                    Record::decode_parts(e.kind, &e.key, &e.value).map_err(corrupt)?
-                {
-                    let lsn = Lsn {
-                        seq,
-                        offset: e.offset,
-                    };
-                    points.push(SyncPoint { lsn, info });
-                }
-            }
+            points.extend(sync_points_in(seq, &entries)?);
         }
         Ok(points)
     }

@@ -10,7 +10,7 @@ mod cache;
 mod listing;
 pub mod partial;
 
-pub use listing::volumes;
+pub use listing::{sync_points_in, volumes};
 
 use crate::format::archive::{self as object, TAIL_LEN, Trailer};
 use crate::format::{DecodeError, Footer, SegmentHeader, SummaryEntry, VolumeId};
@@ -260,7 +260,7 @@ impl Archive {
 
     /// The object that holds segment `seq` for reading: the whole
     /// segment's, else its newest partial object.
-    fn name_of(&self, seq: u64) -> String {
+    pub fn name_of(&self, seq: u64) -> String {
         let whole = lock(&self.objects)
             .as_ref()
             .is_some_and(|o| o.contains_key(&seq));
@@ -421,13 +421,20 @@ impl Archive {
         if let Some(f) = self.ahead.cached(key) {
             return Ok(f);
         }
-        let frame = match ahead::fetch(&*self.store, name, t, i) {
-            Ok(frame) => Arc::new(frame),
-            Err(FetchError::Store(e)) => return Err(e.into()),
-            Err(FetchError::Damaged(e)) => return Err(self.damaged(seq)(e)),
-        };
+        let frame = Arc::new(self.fetch_frame(seq, name, t, i)?);
         self.ahead.cache().insert(key, frame.clone());
         Ok(frame)
+    }
+
+    /// Frame `i` of object `name` (segment `seq`'s, whose trailer is `t`)
+    /// fetched from the store and checked, past the cache: what `lsvfs
+    /// verify --read-data` reads once each.
+    pub fn fetch_frame(&self, seq: u64, name: &str, t: &Trailer, i: usize) -> Result<Vec<u8>> {
+        match ahead::fetch(&*self.store, name, t, i) {
+            Ok(frame) => Ok(frame),
+            Err(FetchError::Store(e)) => Err(e.into()),
+            Err(FetchError::Damaged(e)) => Err(self.damaged(seq)(e)),
+        }
     }
 
     /// Up to `len` bytes of archived segment `seq` from `offset`, fewer if

@@ -229,6 +229,36 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check that the history is readable: every archived object of a
+    /// volume (trailer, frame table, summary) and its primary segments
+    /// (headers, footers, summaries), or a backing store's objects alone.
+    ///
+    /// Prints each damaged object or segment with the sync points it
+    /// breaks (their window needs it and no intact copy is left; when the
+    /// other copy, primary or archived, is intact, they are at risk), then
+    /// a summary line. Exit code 1 on any damage. Reads only.
+    ///
+    /// Example: lsvfs verify /var/lib/lsvfs/pg --read-data
+    ///
+    /// Example: lsvfs verify s3://backups/lsvfs/pg --volume 0123456789abcdef0123456789abcdef
+    Verify {
+        #[arg(value_name = "VOLUME|STORE")]
+        volume: PathBuf,
+        /// The volume to check, when the backing store holds several (its
+        /// id, 32 hex digits, as `lsvfs sync-points` shows them).
+        #[arg(long = "volume", value_name = "ID", value_parser = parse_volume_id)]
+        volume_id: Option<VolumeId>,
+        /// Also read every frame of every object and every record in
+        /// primary storage, checking each checksum.
+        #[arg(long)]
+        read_data: bool,
+        /// One JSON object: {"volume", "store", "read_data", "objects",
+        /// "segments", "bytes_read", "seconds", "sync_points", "ok",
+        /// "damaged": [{"kind", "segment", "name", "location", "error",
+        /// "breaks", "at_risk"}]}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 mod clone;
@@ -237,6 +267,7 @@ mod helper;
 mod mount;
 mod progress;
 mod sync_point;
+mod verify;
 
 /// The clap definition of the whole command line.
 pub fn command() -> clap::Command {
@@ -422,6 +453,12 @@ fn dispatch(command: Command) -> Result<()> {
             json,
         } => sync_point::list(&volume, volume_id, json),
         Command::Status { volume, json } => status(&volume, json),
+        Command::Verify {
+            volume,
+            volume_id,
+            read_data,
+            json,
+        } => verify::run(&volume, volume_id, read_data, json),
     }
 }
 

@@ -275,7 +275,7 @@ fn scan_log(
         seq: last,
         offset: recs.scan.as_ref().map_or(u32::MAX, |s| s.valid_end),
     };
-    check_durable_end(&recs, log_end, clean, catalog)?;
+    check_durable_end(&recs, log_end, clean, catalog.entries())?;
     if let Some(scan) = &recs.scan {
         r.cut = clean != Some(log_end);
         if r.cut {
@@ -334,13 +334,14 @@ fn check_geometry(header: &SegmentHeader, config: &LogConfig) -> Result<()> {
 /// Refuses a log that ends before what was acknowledged as durable: a sync
 /// point in the catalog, or the end a clean close recorded. Such a log is
 /// damaged, not torn, and cutting it would silently drop acknowledged data.
-fn check_durable_end(
+/// `points` are the catalog's sync points.
+pub fn check_durable_end(
     recs: &SegmentRecords,
     log_end: Lsn,
     clean: Option<Lsn>,
-    catalog: &Catalog,
+    points: &[SyncPoint],
 ) -> Result<()> {
-    let lost = if let Some(p) = catalog.entries().iter().find(|p| p.lsn >= log_end) {
+    let lost = if let Some(p) = points.iter().find(|p| p.lsn >= log_end) {
         format!("sync point {}", p.info.id)
     } else if let Some(c) = clean.filter(|c| *c > log_end) {
         format!("data up to {c} (recorded at the last clean close)")

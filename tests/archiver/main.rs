@@ -11,4 +11,5 @@ mod common;
 mod crash;
 mod objects;
 mod shipping;
+mod verify;
 mod workload;
