@@ -161,16 +161,27 @@ impl State {
     /// which fetches the frame itself and reports what it meets.
     fn run(&self, job: Job) {
         let key = (job.seq, job.trailer.raw_len, job.frame);
+        // Readers waiting for the frame are released however this ends,
+        // a panic included.
+        let _done = Done(self, key);
         if !self.cache.contains(key)
             && let Ok(frame) = fetch(&*self.store, &job.name, &job.trailer, job.frame)
         {
             self.cache.insert(key, Arc::new(frame));
         }
-        self.done(key);
     }
 
     fn done(&self, key: FrameKey) {
         lock(&self.inflight).remove(&key);
         self.landed.notify_all();
+    }
+}
+
+/// Marks a frame no longer in flight when dropped.
+struct Done<'a>(&'a State, FrameKey);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.done(self.1);
     }
 }
