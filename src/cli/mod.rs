@@ -225,7 +225,7 @@ enum Command {
         #[arg(long = "volume", value_name = "ID", value_parser = parse_volume_id)]
         volume_id: Option<VolumeId>,
         /// One JSON array: [{"id", "time", "time_ns", "label", "requester",
-        /// "segment", "location"}].
+        /// "segment", "location", "volume"}].
         #[arg(long)]
         json: bool,
     },
