@@ -316,6 +316,8 @@ fn open_tail(disk: &dyn Disk, dir: &Path, recs: SegmentRecords) -> Result<Tail> 
         count: recs.entries.len() as u32,
         sealed: false,
         hinted: scan.valid_end,
+        // Not known: zeros from the end on cost at most one segment.
+        zeroed: scan.valid_end,
     })
 }
 

@@ -426,6 +426,8 @@ impl Writer {
             return Ok(());
         }
         let seq = self.tail.header.seq;
+        let end = b.at + b.buf.len() as u32;
+        self.tail.zero_ahead(end, self.shared.segment_size)?;
         self.tail
             .file
             .write_all_at(&b.buf, b.at as u64)
