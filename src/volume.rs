@@ -14,7 +14,7 @@ use crate::log::catalog::{Catalog, SyncPoint};
 use crate::log::lock::VolumeLock;
 use crate::log::recovery::{Known, recover};
 use crate::log::tail::Tail;
-use crate::log::writer::{self, ArchiverLink, Request, Writer};
+use crate::log::writer::Writer;
 use crate::log::{self, FdatasyncHook, Shared, segment};
 use crate::policy::Policy;
 use crate::status::{Status, StoreStatus, ratio};
@@ -22,11 +22,9 @@ use crate::store::BackingStore;
 use crate::sync::lock;
 use crate::tree::Tree;
 use crate::view::View;
-use crossbeam_channel::{Sender, bounded};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
 
 pub use crate::format::ROOT_INO;
 
@@ -35,8 +33,9 @@ pub struct Volume {
     policy: Policy,
     shared: Arc<Shared>,
     archive: Arc<Archive>,
-    tx: Sender<Request>,
-    writer: Option<JoinHandle<()>>,
+    writer: Arc<Writer>,
+    /// Set once closed or crashed.
+    stopped: bool,
     archiver: Option<archiver::Handle>,
     lock: Option<VolumeLock>,
 }
@@ -115,15 +114,14 @@ impl Volume {
             no_archiver: options.no_archiver,
             halt_at: options.halt_at,
         };
-        let (tx, writer, archiver) =
-            threads.spawn(&shared, &archive, &policy, tail, next_sync_id)?;
+        let (writer, archiver) = threads.spawn(&shared, &archive, &policy, tail, next_sync_id)?;
         Ok(Volume {
             dir: dir.to_path_buf(),
             policy,
             shared,
             archive,
-            tx,
-            writer: Some(writer),
+            writer,
+            stopped: false,
             archiver,
             lock: Some(vol_lock),
         })
@@ -137,32 +135,22 @@ impl Volume {
         &self.policy
     }
 
-    fn call<T>(&self, make: impl FnOnce(writer::Reply<T>) -> Request) -> Result<T> {
-        self.shared.check()?;
-        let (reply, rx) = bounded(1);
-        self.tx.send(make(reply)).map_err(|_| Error::Closed)?;
-        rx.recv().map_err(|_| Error::Closed)?
-    }
-
     /// Appends an atomic group of records; returns once they are readable
     /// (not yet durable: see [`Volume::fsync`]).
     pub fn commit(&self, records: Vec<Record>) -> Result<Vec<Lsn>> {
-        self.call(|reply| Request::Append { records, reply })
+        self.writer.append(records)
     }
 
     /// Makes everything committed so far durable; concurrent callers share
     /// one fdatasync.
     pub fn fsync(&self) -> Result<()> {
-        self.call(|reply| Request::Sync { reply })
+        self.writer.sync()
     }
 
     /// Writes a sync point and returns once it is durable.
     pub fn sync_point(&self, label: &str, requester: &str) -> Result<SyncPoint> {
-        self.call(|reply| Request::SyncPoint {
-            label: label.to_string(),
-            requester: requester.to_string(),
-            reply,
-        })
+        self.writer
+            .sync_point(label.to_string(), requester.to_string())
     }
 
     /// The sync points of the volume in `dir`, read without opening it (so
@@ -332,18 +320,10 @@ impl Volume {
         if let Some(mut a) = self.archiver.take() {
             a.stop();
         }
-        let Some(handle) = self.writer.take() else {
+        if std::mem::replace(&mut self.stopped, true) {
             return Ok(());
-        };
-        // Sent even to a poisoned writer (not through `call`, which would
-        // refuse it here): Close is what makes the writer thread stop.
-        let (reply, rx) = bounded(1);
-        let end = match self.tx.send(Request::Close { reply }) {
-            Ok(()) => rx.recv().unwrap_or(Err(Error::Closed)),
-            Err(_) => Err(Error::Closed),
-        };
-        let _ = handle.join();
-        let end = end?;
+        }
+        let end = self.writer.close()?;
         if let Some(l) = self.lock.as_mut() {
             l.mark_clean(end)?;
         }
@@ -355,29 +335,26 @@ impl Volume {
     /// durable when it stopped. For crash tests.
     #[doc(hidden)]
     pub fn crash(mut self) -> Lsn {
-        // The archiver first: a request of its own queued behind the crash
-        // would never be answered, and it would wait for the answer.
+        // The archiver first: it would go on copying.
         if let Some(mut a) = self.archiver.take() {
             a.stop();
         }
-        if let Some(handle) = self.writer.take() {
-            let _ = self.tx.send(Request::Crash);
-            let _ = handle.join();
-        }
+        self.stopped = true;
+        self.writer.crash();
         self.lock.take();
         self.durable()
     }
 }
 
-/// Which threads a volume runs besides the writer.
+/// Whether a volume runs the archiver thread.
 struct Threads {
     no_archiver: bool,
     halt_at: Option<archiver::Step>,
 }
 
 impl Threads {
-    /// Starts the writer (appending to `tail`) and, unless told not to, the
-    /// archiver; returns the writer's request channel and both handles.
+    /// Makes the writer (appending to `tail`) and, unless told not to,
+    /// starts the archiver.
     fn spawn(
         self,
         shared: &Arc<Shared>,
@@ -385,35 +362,27 @@ impl Threads {
         policy: &Policy,
         tail: Tail,
         next_sync_id: u64,
-    ) -> Result<(Sender<Request>, JoinHandle<()>, Option<archiver::Handle>)> {
-        let (tx, rx) = bounded(writer::QUEUE_LEN);
+    ) -> Result<(Arc<Writer>, Option<archiver::Handle>)> {
         if self.no_archiver {
-            let writer = Writer::new(shared.clone(), tail, next_sync_id, ArchiverLink::none());
-            return Ok((tx, writer.spawn(rx)?, None));
+            let writer = Writer::new(shared.clone(), tail, next_sync_id, u64::MAX);
+            return Ok((Arc::new(writer), None));
         }
-        let (atx, arx) = bounded(16);
-        let (space_tx, space_rx) = bounded(1);
-        let link = ArchiverLink {
-            requests: arx,
-            space: space_rx,
-            // The last reserve segment is for the archiver's copies: copies
-            // of one segment fit in one, so primary never holds more than
-            // working set + reserve.
-            limit: policy.working_set as u64 + policy.reserve as u64 - 1,
-        };
-        let writer = Writer::new(shared.clone(), tail, next_sync_id, link).spawn(rx)?;
+        // The last reserve segment is for the archiver's copies: copies of
+        // one segment fit in one, so primary never holds more than working
+        // set + reserve.
+        let limit = policy.working_set as u64 + policy.reserve as u64 - 1;
+        let writer = Arc::new(Writer::new(shared.clone(), tail, next_sync_id, limit));
         let archiver = Archiver::spawn(
             shared.clone(),
             archive.clone(),
-            atx,
-            space_tx,
+            writer.clone(),
             archiver::Pace {
                 working_set: policy.working_set as u64,
                 ship_interval: std::time::Duration::from_secs(policy.ship_interval_s as u64),
             },
             self.halt_at,
         )?;
-        Ok((tx, writer, Some(archiver)))
+        Ok((writer, Some(archiver)))
     }
 }
 

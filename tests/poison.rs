@@ -52,10 +52,10 @@ fn wait_for(flag: &AtomicBool, limit: Duration) -> bool {
 }
 
 /// A writeback error is reported once per open file. Here it is pending
-/// when an fsync is queued with the syncer, and the writer's seal of the
-/// same segment reaches fdatasync first and takes it (the syncer waits for
+/// when an fsync's group commit starts, and the writer's seal of the same
+/// segment may reach fdatasync first and take it (the commit waits for
 /// that, up to a second). The fsync must fail: its data is not on disk.
-/// Before the fix the syncer checked for poison only before its own
+/// Before the fix the commit checked for poison only before its own
 /// fdatasync, which then succeeded, and acknowledged the fsync.
 #[test]
 fn a_writeback_error_taken_by_the_seal_fails_the_queued_fsync() {
@@ -63,11 +63,11 @@ fn a_writeback_error_taken_by_the_seal_fails_the_queued_fsync() {
     let dir = tmp.path().join("v");
     Volume::create(&dir, &common::small_policy()).unwrap();
     let pending = Arc::new(AtomicBool::new(false));
-    let syncer_in = Arc::new(AtomicBool::new(false));
+    let commit_in = Arc::new(AtomicBool::new(false));
     let seal_took = Arc::new(AtomicBool::new(false));
-    let (p, s, t) = (pending.clone(), syncer_in.clone(), seal_took.clone());
+    let (p, s, t) = (pending.clone(), commit_in.clone(), seal_took.clone());
     let hook: FdatasyncHook = Arc::new(move |site, _seq| match site {
-        SyncSite::Syncer => {
+        SyncSite::Commit => {
             s.store(true, Ordering::SeqCst);
             wait_for(&t, Duration::from_secs(1));
             match p.swap(false, Ordering::SeqCst) {
@@ -89,7 +89,7 @@ fn a_writeback_error_taken_by_the_seal_fails_the_queued_fsync() {
     pending.store(true, Ordering::SeqCst);
     let v = vol.clone();
     let fsync = std::thread::spawn(move || v.fsync());
-    assert!(wait_for(&syncer_in, Duration::from_secs(10)));
+    assert!(wait_for(&commit_in, Duration::from_secs(10)));
     // Fill the segment so that the writer seals it.
     let mut sealed = false;
     for ino in 3..10 {

@@ -27,7 +27,7 @@ use crate::archive::Archive;
 use crate::error::{Error, Result};
 use crate::format::{Lsn, Record, RecordView};
 use crate::log::retired::RetiredSegments;
-use crate::log::writer::{Reply, Request};
+use crate::log::writer::Writer;
 use crate::log::{Shared, segment};
 use crate::store::ArchiveError;
 use crate::sync::lock;
@@ -109,8 +109,7 @@ pub struct Pace {
 pub struct Archiver {
     shared: Arc<Shared>,
     archive: Arc<Archive>,
-    writer: Sender<Request>,
-    space: Sender<()>,
+    writer: Arc<Writer>,
     stop: Receiver<()>,
     working_set: u64,
     ship_interval: Duration,
@@ -149,18 +148,25 @@ impl Drop for Handle {
     }
 }
 
+/// A writer's answer; None once the volume is closing.
+fn open<T>(answer: Result<T>) -> Result<Option<T>> {
+    match answer {
+        Err(Error::Closed) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
 fn now_s() -> u64 {
     crate::time::now_ns() / 1_000_000_000
 }
 
 impl Archiver {
-    /// Starts the archiver. `writer` is the writer's archiver channel and
-    /// `space` wakes a writer waiting for room.
+    /// Starts the archiver, which copies forward through `writer` and
+    /// tells it when it made room or stopped.
     pub fn spawn(
         shared: Arc<Shared>,
         archive: Arc<Archive>,
-        writer: Sender<Request>,
-        space: Sender<()>,
+        writer: Arc<Writer>,
         pace: Pace,
         halt_at: Option<Step>,
     ) -> Result<Handle> {
@@ -175,7 +181,6 @@ impl Archiver {
             shared,
             archive,
             writer,
-            space,
             stop,
             working_set: pace.working_set,
             ship_interval: pace.ship_interval,
@@ -186,7 +191,11 @@ impl Archiver {
         };
         let thread = std::thread::Builder::new()
             .name("lsvfs-archiver".into())
-            .spawn(move || archiver.run())
+            .spawn(move || {
+                let writer = archiver.writer.clone();
+                archiver.run();
+                writer.archiver_gone();
+            })
             .map_err(crate::error::io("cannot start the archiver thread"))?;
         Ok(Handle {
             stop: Some(stop_tx),
@@ -358,7 +367,7 @@ impl Archiver {
         if self.halt(Step::Copied) {
             return Ok(false);
         }
-        if self.call(|reply| Request::Sync { reply })?.is_none() {
+        if open(self.writer.sync())?.is_none() {
             return Ok(false);
         }
         self.shared.advance_window(seq);
@@ -387,7 +396,7 @@ impl Archiver {
         drop(sealed);
         self.shared.recycle(seq)?;
         self.stats.retired.fetch_add(1, Ordering::Relaxed);
-        let _ = self.space.try_send(());
+        self.writer.space_made();
         log::debug!("retired segment {seq}");
         Ok(!self.halt(Step::Recycled))
     }
@@ -502,25 +511,13 @@ impl Archiver {
             if !chunk.is_empty() && (chunk_bytes >= COPY_CHUNK || i + 1 == last) {
                 let records = std::mem::take(&mut chunk);
                 chunk_bytes = 0;
-                match self.call(|reply| Request::CopyForward { records, reply })? {
+                match open(self.writer.copy_forward(records))? {
                     Some(n) => copied += n,
                     None => return Ok(None),
                 }
             }
         }
         Ok(Some(copied))
-    }
-
-    /// Asks the writer; None if it is gone (the volume is closing).
-    fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<Option<T>> {
-        let (reply, rx) = bounded(1);
-        if self.writer.send(make(reply)).is_err() {
-            return Ok(None);
-        }
-        match rx.recv() {
-            Ok(r) => r.map(Some),
-            Err(_) => Ok(None),
-        }
     }
 
     /// Records the store's state, logging only changes.

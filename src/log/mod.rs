@@ -1,14 +1,14 @@
-//! The segment log: files, the writer thread, recovery and the catalog of
-//! sync points. [`Shared`] is the state the writer publishes and readers use.
+//! The segment log: files, the writer, group commit, recovery and the
+//! catalog of sync points. [`Shared`] is the state the writer publishes and
+//! readers use.
 
 pub mod catalog;
+mod commit;
 pub mod lock;
 pub mod reader;
 pub mod recovery;
-mod replies;
 pub mod retired;
 pub mod segment;
-mod syncer;
 pub mod tail;
 pub mod writer;
 
@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex, RwLock};
 pub enum SyncSite {
     /// The writer sealing a full segment.
     Seal,
-    /// The syncer making a batch durable for fsync, sync points, close.
-    Syncer,
+    /// A group commit for fsync, sync points, close.
+    Commit,
 }
 
 /// A test hook called in place of fdatasync on a tail segment, to inject
@@ -55,7 +55,7 @@ pub struct LogConfig {
     pub fdatasync_hook: Option<FdatasyncHook>,
 }
 
-/// State shared by the writer thread and every reader of the live volume.
+/// State shared by the writer and every reader of the live volume.
 /// The working set moves only through its methods: the writer seals and
 /// opens segments, the archiver advances the window and recycles.
 pub struct Shared {
@@ -236,8 +236,8 @@ impl Shared {
         *lock(&self.durable)
     }
 
-    /// Moves the durable position forward (the writer's seals and the
-    /// syncer's fdatasyncs both report it; never backward).
+    /// Moves the durable position forward (seals and group commits both
+    /// report it; never backward).
     fn set_durable(&self, lsn: Lsn) {
         let mut durable = lock(&self.durable);
         *durable = (*durable).max(lsn);

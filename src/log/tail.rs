@@ -1,5 +1,5 @@
-//! The segment being appended to: its file, shared by the writer and the
-//! syncer with their fdatasyncs serialised, the writer's position in it,
+//! The segment being appended to: its file, shared by the writer and group
+//! commits with their fdatasyncs serialised, the writer's position in it,
 //! sealing it when full, and creating the next one.
 
 use super::{Shared, SyncSite, segment};
@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 /// The segment being appended to, shared by the writer (which seals it)
-/// and the syncer (which makes batches durable). Their fdatasyncs are
+/// and group commits (which make appends durable). Their fdatasyncs are
 /// serialised with their error handling: Linux reports a writeback error
 /// once per open file, so of two concurrent callers one could see the
 /// error and the other a false success.
@@ -58,7 +58,8 @@ impl TailFile {
 
 /// The segment being appended to.
 pub struct Tail {
-    /// Shared with the syncer, which fdatasyncs it after the writer moved on.
+    /// Shared with group commits, which fdatasync it outside the writer's
+    /// lock.
     pub file: Arc<TailFile>,
     pub header: SegmentHeader,
     pub pos: u32,
