@@ -84,9 +84,21 @@ fn on_s3_in_a_child() {
     let status = fs.volume().status();
     assert_eq!(status.store.location, url);
     assert!(status.store.ok, "{status:?}");
-    fs.volume().archive().relist().unwrap();
-    let status = fs.volume().status();
-    let stored = fs.volume().archive().store().list().unwrap();
+    // The archiver may still ship a sealed segment between the listing
+    // and the status: compare a status taken between two equal listings.
+    let (status, stored) = (0..50)
+        .find_map(|_| {
+            let before = fs.volume().archive().store().list().unwrap();
+            fs.volume().archive().relist().unwrap();
+            let status = fs.volume().status();
+            let stored = fs.volume().archive().store().list().unwrap();
+            if before == stored {
+                return Some((status, stored));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            None
+        })
+        .expect("the store never stood still");
     assert_eq!(status.archived_segments, stored.len() as u64);
     assert_eq!(
         status.archived_bytes,
