@@ -370,6 +370,9 @@ impl Archiver {
         if open(self.writer.sync())?.is_none() {
             return Ok(false);
         }
+        // Recovery finds the sync records of the window only: those of this
+        // segment must be in the catalog for good before it leaves.
+        self.shared.sync_catalog()?;
         self.shared.advance_window(seq);
         if self.halt(Step::CopiedDurable) {
             return Ok(false);

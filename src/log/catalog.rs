@@ -108,6 +108,8 @@ pub struct Catalog {
     file: Box<dyn FileIo>,
     len: u64,
     entries: Vec<SyncPoint>,
+    /// Entries were added since the last fdatasync.
+    unsynced: bool,
 }
 
 impl Catalog {
@@ -142,6 +144,7 @@ impl Catalog {
             file,
             len,
             entries,
+            unsynced: false,
         })
     }
 
@@ -155,6 +158,16 @@ impl Catalog {
 
     /// Appends entries and makes them durable.
     pub fn append(&mut self, new: &[SyncPoint]) -> Result<()> {
+        self.add(new)?;
+        self.sync()
+    }
+
+    /// Appends entries without waiting for them to reach the disk: their
+    /// sync records are durable in the log, and opening the volume after a
+    /// crash adds back every sync record of the window that the catalog
+    /// lacks. They must be durable here before the window moves past their
+    /// segments, and at close ([`Catalog::sync`]).
+    pub fn add(&mut self, new: &[SyncPoint]) -> Result<()> {
         if new.is_empty() {
             return Ok(());
         }
@@ -162,13 +175,23 @@ impl Catalog {
         for e in new {
             e.encode(&mut buf);
         }
-        let ctx = format!("cannot append to {}", self.path.display());
         self.file
             .write_all_at(&buf, self.len)
-            .and_then(|_| self.file.sync_data())
-            .map_err(io(ctx))?;
+            .map_err(io(format!("cannot append to {}", self.path.display())))?;
         self.len += buf.len() as u64;
+        self.unsynced = true;
         self.entries.extend_from_slice(new);
+        Ok(())
+    }
+
+    /// Makes every entry added so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if self.unsynced {
+            self.file
+                .sync_data()
+                .map_err(io(format!("cannot fsync {}", self.path.display())))?;
+            self.unsynced = false;
+        }
         Ok(())
     }
 }

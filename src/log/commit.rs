@@ -1,12 +1,15 @@
 //! Group commit in the calling threads: whoever needs the log durable up to
 //! a position and finds nobody flushing becomes the leader, fdatasyncs the
-//! tail for everyone queued behind it, records the sync points it made
-//! durable in the catalog and wakes them; the others wait for a leader
+//! tail for everyone queued behind it, adds the sync points it made durable
+//! to the catalog (written, not fdatasynced: see [`Catalog::add`]) and
+//! wakes them; the others wait for a leader
 //! whose flush covers them (leader and followers, as PostgreSQL's WAL
 //! flush and RocksDB's write groups do). No thread is woken to flush and
 //! none to answer: an fsync costs its own fdatasync, shared with whoever
 //! asked meanwhile.
 
+#[cfg(doc)]
+use super::catalog::Catalog;
 use super::catalog::SyncPoint;
 use super::tail::TailFile;
 use super::{Shared, SyncSite};
@@ -93,7 +96,7 @@ impl GroupCommit {
             let result = synced.and_then(|()| {
                 let n = c.pending.iter().take_while(|p| p.lsn < end).count();
                 let points: Vec<SyncPoint> = c.pending.drain(..n).collect();
-                lock(shared.catalog()).append(&points)
+                lock(shared.catalog()).add(&points)
             });
             match &result {
                 Ok(()) => {

@@ -243,6 +243,18 @@ impl Shared {
         *durable = (*durable).max(lsn);
     }
 
+    /// Makes the catalog's entries durable; a failure poisons the volume
+    /// (a writeback error is reported once: a later fsync could not vouch
+    /// for the entries).
+    pub fn sync_catalog(&self) -> Result<()> {
+        self.check()?;
+        let synced = lock(&self.catalog).sync();
+        if let Err(e) = &synced {
+            self.poison(e);
+        }
+        synced
+    }
+
     pub fn allocate_ino(&self) -> u64 {
         self.next_ino.fetch_add(1, Ordering::SeqCst)
     }

@@ -243,7 +243,7 @@ impl Writer {
             st.end()
         };
         self.wait_durable(end)?;
-        self.shared.check()?;
+        self.shared.sync_catalog()?;
         Ok(end)
     }
 
