@@ -198,7 +198,7 @@ impl Index {
             Record::Truncate { ino, from_block } => {
                 if let Some(e) = self.inodes.get_mut(ino) {
                     let before = e.blocks.blocks();
-                    e.blocks.truncate(*from_block);
+                    e.blocks.truncate(*from_block, stride);
                     self.live_blocks -= before - e.blocks.blocks();
                 }
             }
@@ -310,7 +310,7 @@ impl Index {
         };
         for e in self.inodes.values() {
             s.blocks += e.blocks.blocks();
-            s.runs += e.blocks.runs_len() as u64;
+            s.runs += e.blocks.runs_len(self.stride()) as u64;
         }
         s.dirents = self.dirs.values().map(|d| d.len() as u64).sum();
         s
