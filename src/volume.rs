@@ -102,6 +102,7 @@ impl Volume {
         let recovered = recover(&config, &known, progress)?;
 
         let mut catalog = Catalog::open(&*disk, dir, true)?;
+        // Also makes durable what a killed process added and never synced.
         catalog.append(&recovered.missing)?;
         for path in &recovered.staging {
             disk.remove_file(path)

@@ -144,7 +144,10 @@ impl Catalog {
             file,
             len,
             entries,
-            unsynced: false,
+            // Opened for writing, it may hold entries a process that
+            // crashed wrote and never fdatasynced: the next sync makes them
+            // durable (the volume's open does it).
+            unsynced: repair,
         })
     }
 
