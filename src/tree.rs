@@ -49,11 +49,19 @@ impl<I: IndexAccess> Tree<'_, I> {
         let Some(lsn) = self.index.with_index(|i| i.inode_lsn(ino)) else {
             return Ok(None);
         };
+        if let Some(attrs) = self.segments.inodes().get(lsn) {
+            return Ok(Some(attrs));
+        }
         let buf = self.segments.read_record(lsn)?;
         let view = expect(&buf, lsn, Kind::Inode, &ino.to_le_bytes())?;
-        InodeAttrs::decode(view.value)
-            .map(Some)
-            .map_err(corrupt(lsn))
+        let attrs = InodeAttrs::decode(view.value).map_err(corrupt(lsn))?;
+        self.segments.inodes().insert(lsn, attrs.clone());
+        Ok(Some(attrs))
+    }
+
+    /// Whether inode `ino` exists, without reading it.
+    pub fn exists(&self, ino: u64) -> bool {
+        self.index.with_index(|i| i.inode_lsn(ino).is_some())
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Option<DirEntry> {

@@ -88,13 +88,17 @@ impl<I: IndexAccess> Queries<'_, I> {
         }
     }
 
+    fn exists(&self, ino: u64) -> FsResult<()> {
+        self.0.exists(ino).then_some(()).ok_or(FsError::NotFound)
+    }
+
     pub fn getxattr(&self, ino: u64, name: &[u8]) -> FsResult<Vec<u8>> {
-        self.getattr(ino)?;
+        self.exists(ino)?;
         self.0.getxattr(ino, name)?.ok_or(FsError::NoAttr)
     }
 
     pub fn listxattr(&self, ino: u64) -> FsResult<Vec<Vec<u8>>> {
-        self.getattr(ino)?;
+        self.exists(ino)?;
         Ok(self.0.xattr_names(ino))
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod catalog;
 mod commit;
+pub mod inode_cache;
 pub mod lock;
 pub mod reader;
 pub mod recovery;

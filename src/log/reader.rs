@@ -14,6 +14,7 @@
 //! file that was reused for a newer segment: it goes to the archive, which
 //! holds the same bytes.
 
+use super::inode_cache::InodeCache;
 use super::recovery::{SegmentRecords, segment_records};
 use super::retired::RetiredSegments;
 use super::segment;
@@ -48,6 +49,8 @@ pub struct Segments {
     /// the writer then overwrites (measured: 40 % of the daemon's time in a
     /// sequential write went to that zeroing). Sealed segments read ahead.
     tail: AtomicU64,
+    /// Inode records decoded, by position.
+    inodes: InodeCache,
 }
 
 impl Segments {
@@ -70,6 +73,7 @@ impl Segments {
             pin: RwLock::new(()),
             foreign: false,
             tail: AtomicU64::new(0),
+            inodes: InodeCache::default(),
         }
     }
 
@@ -88,6 +92,12 @@ impl Segments {
             retired,
             u64::MAX,
         )
+    }
+
+    /// Inode records decoded, by position: filled by readers and by the
+    /// writer as it appends.
+    pub fn inodes(&self) -> &InodeCache {
+        &self.inodes
     }
 
     /// The writer opened segment `seq` as its tail; the one before it is

@@ -411,6 +411,11 @@ impl Writer {
                 .start_writeback(t.hinted as u64, (t.pos - t.hinted) as u64);
             t.hinted = t.pos;
         }
+        for (lsn, record, _) in &b.written {
+            if let Record::Inode { attrs, .. } = record {
+                self.shared.segments.inodes().insert(*lsn, attrs.clone());
+            }
+        }
         let mut index = self.shared.index.write().unwrap_or_else(|p| p.into_inner());
         for (lsn, record, len) in b.written.drain(..) {
             index.apply(lsn, &record, len);
