@@ -431,7 +431,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__verify)
-            opts="-v -q -h --volume --read-data --json --verbose --quiet --help"
+            opts="-v -q -h --volume --read-data --repair --json --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

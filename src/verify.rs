@@ -12,7 +12,18 @@
 //! breaks: those whose window (from the `window_start` of their segment's
 //! header to their own segment) needs the segment while no intact copy of
 //! it is left. When the other copy (primary or archived) is intact, the
-//! sync points that need it are only at risk. Nothing is written.
+//! sync points that need it are only at risk. Nothing is written, except
+//! by [`repair`].
+//!
+//! [`repair`] verifies a volume that is not open anywhere (it holds the
+//! volume's lock throughout) and stores again each damaged object whose
+//! segment primary storage still holds intact: the damaged object is
+//! deleted, the segment is stored and read back as the archiver stores it.
+//! A crash between the two leaves the segment unstored but in primary
+//! storage, where the archiver finds and ships it when the volume is next
+//! mounted, before it could ever be recycled. A damaged partial object of
+//! the segment still being written is deleted: the archiver ships a new
+//! one when the volume is next mounted.
 
 use crate::Volume;
 use crate::archive::{Archive, sync_points_in};
@@ -23,6 +34,7 @@ use crate::format::segment::{FOOTER_LEN, SEGMENT_HEADER_LEN};
 use crate::format::{DecodeError, Lsn, RecordView, SummaryEntry, VolumeId};
 use crate::layout::{self, Source};
 use crate::log::catalog::SyncPoint;
+use crate::log::lock::VolumeLock;
 use crate::log::recovery::{self, Progress, SegmentRecords, check_summary};
 use crate::log::segment;
 use crate::policy::Policy;
@@ -73,6 +85,8 @@ pub struct Report {
     /// Sync points known (the catalog's, or those the store serves).
     pub sync_points: u64,
     pub damages: Vec<Damage>,
+    /// Damaged objects stored again from primary storage by [`repair`].
+    pub repaired: Vec<Damage>,
 }
 
 /// Checks what `source` holds; with `read_data`, every byte. `progress`
@@ -80,9 +94,18 @@ pub struct Report {
 /// or the volume cannot be read at all; damage is in the report.
 pub fn verify(source: &Source, read_data: bool, progress: Progress) -> Result<Report> {
     match source {
-        Source::Volume(dir) => verify_volume(dir, read_data, progress),
+        Source::Volume(dir) => verify_volume(dir, read_data, false, progress),
         Source::Store(archive) => verify_store(archive, read_data, progress),
     }
+}
+
+/// Verifies the volume in `dir` as [`verify`] does and stores again every
+/// damaged object whose segment is intact in primary storage (see the
+/// module's documentation); those are in the report's `repaired`, the
+/// damage left in `damages`. Fails with [`Error::Locked`] while the volume
+/// is open (mounted).
+pub fn repair(dir: &Path, read_data: bool, progress: Progress) -> Result<Report> {
+    verify_volume(dir, read_data, true, progress)
 }
 
 /// What the checks found, before the sync points are matched to damage.
@@ -97,9 +120,13 @@ struct Found {
     report: Report,
 }
 
-fn verify_volume(dir: &Path, read_data: bool, progress: Progress) -> Result<Report> {
+fn verify_volume(dir: &Path, read_data: bool, repair: bool, progress: Progress) -> Result<Report> {
     let disk = crate::disk::real();
     layout::check_volume(&*disk, dir)?;
+    let _lock = match repair {
+        true => Some(VolumeLock::acquire(&*disk, dir)?.0),
+        false => None,
+    };
     let policy = Policy::load(&*disk, dir)?;
     let volume = policy.volume_id()?;
     let archive = layout::open_archive(&disk, dir, &policy, None)?;
@@ -126,6 +153,9 @@ fn verify_volume(dir: &Path, read_data: bool, progress: Progress) -> Result<Repo
     check_objects(&archive, &objects, read_data, &mut found, &|n, _| {
         progress(done + n, total)
     })?;
+    if repair {
+        found.repair(&archive, &*disk, &seg_dir, volume)?;
+    }
     Ok(found.finish(&points))
 }
 
@@ -344,6 +374,36 @@ impl Found {
         }
     }
 
+    /// Stores again each damaged object whose segment is intact in
+    /// primary storage; what could not be is left in the damage, saying
+    /// why. Fails only when the store cannot be used at all.
+    fn repair(
+        &mut self,
+        archive: &Archive,
+        disk: &dyn Disk,
+        dir: &Path,
+        volume: VolumeId,
+    ) -> Result<()> {
+        for mut d in std::mem::take(&mut self.report.damages) {
+            if d.place != Place::Object || !self.intact_primary.contains(&d.seq) {
+                self.report.damages.push(d);
+                continue;
+            }
+            match store_again(archive, disk, dir, volume, &d) {
+                Ok(()) => {
+                    self.intact_object.insert(d.seq);
+                    self.report.repaired.push(d);
+                }
+                Err(e) if unusable(&e) => return Err(e),
+                Err(e) => {
+                    d.error = format!("{}; storing it again failed: {e}", d.error);
+                    self.report.damages.push(d);
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn damaged(&mut self, place: Place, seq: u64, name: String, location: String, e: Error) {
         self.report.damages.push(Damage {
             place,
@@ -386,6 +446,27 @@ impl Found {
         let seq = p.lsn.seq;
         self.windows.get(&seq).copied().unwrap_or(seq)..=seq
     }
+}
+
+/// Replaces the damaged object of `d` with its segment's intact primary
+/// copy: deletes it, then stores the segment and reads it back (a partial
+/// object of the segment still being written is only deleted).
+fn store_again(
+    archive: &Archive,
+    disk: &dyn Disk,
+    dir: &Path,
+    volume: VolumeId,
+    d: &Damage,
+) -> Result<()> {
+    let sealed = segment::SealedSegment::read(disk, dir, d.seq, volume)?;
+    archive
+        .store()
+        .delete(&d.name)
+        .map_err(ArchiveError::from)?;
+    if let Some(s) = sealed {
+        archive.put_segment(d.seq, &s.raw, &s.footer, &s.summary())?;
+    }
+    Ok(())
 }
 
 /// Checks a segment's records as its raw bytes arrive in order from

@@ -319,6 +319,16 @@ fn verify_exits_0_when_clean_and_1_naming_what_a_damage_breaks() {
     assert_eq!(damage["kind"], "primary");
     assert_eq!(damage["breaks"], serde_json::json!([1, 2]));
 
+    // --repair stores objects again from primary storage: it cannot mend
+    // primary storage itself, and a store alone has none.
+    let out = lsvfs(&["verify", path(&vol), "--repair", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["repaired"], serde_json::json!([]));
+    assert_eq!(report["damaged"][0]["kind"], "primary");
+    let out = lsvfs(&["verify", "s3://bucket/prefix", "--repair"]);
+    assert_fails(&out, 1, "--repair needs the volume's directory");
+
     // Usage errors.
     assert_eq!(lsvfs(&["verify"]).status.code(), Some(2));
     let out = lsvfs(&["verify", path(&vol), "--volume", "nope"]);

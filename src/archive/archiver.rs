@@ -26,9 +26,10 @@
 use crate::archive::Archive;
 use crate::error::{Error, Result};
 use crate::format::{Lsn, Record, RecordView};
+use crate::log::Shared;
 use crate::log::retired::RetiredSegments;
+use crate::log::segment::SealedSegment;
 use crate::log::writer::Writer;
-use crate::log::{Shared, segment};
 use crate::store::ArchiveError;
 use crate::sync::lock;
 use crossbeam_channel::{Receiver, Sender, bounded, select};
@@ -84,16 +85,6 @@ pub struct Health {
     pub error: Option<String>,
     /// Unix time in seconds of the last change between ok and failing.
     pub since: u64,
-}
-
-/// A sealed segment read for retiring.
-struct Sealed {
-    /// Held open until the segment is recycled.
-    _file: Box<dyn crate::disk::FileIo>,
-    footer: crate::format::Footer,
-    entries: Vec<crate::format::SummaryEntry>,
-    /// The segment's bytes up to the end of its records.
-    raw: Vec<u8>,
 }
 
 /// How much the archiver keeps in primary, and how soon it ships.
@@ -405,39 +396,20 @@ impl Archiver {
     }
 
     /// Reads sealed segment `seq` from primary storage.
-    fn read_sealed(&self, seq: u64) -> Result<Sealed> {
+    fn read_sealed(&self, seq: u64) -> Result<SealedSegment> {
         let (dir, disk) = (self.shared.dir(), self.shared.disk());
-        let file = segment::open_read(disk, dir, seq)?;
-        let (header, _) = segment::read_header(&*file, seq, self.shared.volume_id(), dir)?;
-        let Some((footer, entries)) = segment::read_sealed(&*file, &header)? else {
-            return Err(Error::Corrupt {
-                seq,
-                offset: 0,
-                what: "segment",
-                source: crate::format::DecodeError::Invalid(
-                    "retiring a segment that is not sealed",
-                ),
-            });
-        };
-        // The summary is sliced into the records: it must tile them.
-        crate::log::recovery::check_summary(&header, &footer, &entries)?;
-        let mut raw = vec![0u8; footer.records_end as usize];
-        segment::read_exact_at(&*file, seq, &mut raw, 0)?;
-        Ok(Sealed {
-            _file: file,
-            footer,
-            entries,
-            raw,
+        SealedSegment::read(disk, dir, seq, self.shared.volume_id())?.ok_or(Error::Corrupt {
+            seq,
+            offset: 0,
+            what: "segment",
+            source: crate::format::DecodeError::Invalid("retiring a segment that is not sealed"),
         })
     }
 
     /// Stores the segment in the backing store, retrying a failing store
     /// with backoff. Returns false when the archiver must stop.
-    fn store(&self, seq: u64, sealed: &Sealed) -> Result<bool> {
-        let mut summary = Vec::new();
-        for e in &sealed.entries {
-            e.encode(&mut summary);
-        }
+    fn store(&self, seq: u64, sealed: &SealedSegment) -> Result<bool> {
+        let summary = sealed.summary();
         let mut backoff = BACKOFF_FIRST;
         loop {
             let started = Instant::now();

@@ -252,10 +252,16 @@ enum Command {
         /// primary storage, checking each checksum.
         #[arg(long)]
         read_data: bool,
+        /// Store again each damaged object whose segment primary storage
+        /// still holds intact (a volume directory only, not mounted: the
+        /// repair holds the volume's lock). Exit code 0 when nothing
+        /// damaged is left.
+        #[arg(long)]
+        repair: bool,
         /// One JSON object: {"volume", "store", "read_data", "objects",
         /// "segments", "bytes_read", "seconds", "sync_points", "ok",
         /// "damaged": [{"kind", "segment", "name", "location", "error",
-        /// "breaks", "at_risk"}]}.
+        /// "breaks", "at_risk"}], "repaired": [the same]}.
         #[arg(long)]
         json: bool,
     },
@@ -457,8 +463,9 @@ fn dispatch(command: Command) -> Result<()> {
             volume,
             volume_id,
             read_data,
+            repair,
             json,
-        } => verify::run(&volume, volume_id, read_data, json),
+        } => verify::run(&volume, volume_id, read_data, repair, json),
     }
 }
 

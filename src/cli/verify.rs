@@ -1,12 +1,15 @@
 //! `lsvfs verify`: checks a volume's archived objects and primary segments
 //! (or a backing store's objects alone, see `crate::verify`) and prints each
 //! damaged one with the sync points it breaks; exit code 1 on any damage.
+//! With `--repair`, damaged objects whose segment primary storage still
+//! holds are stored again first (see `crate::verify::repair`).
 
 use super::progress::Bar;
 use super::sync_point::volume_of;
 use crate::format::VolumeId;
+use crate::layout::Source;
 use crate::verify::{Damage, Place, Report};
-use anyhow::Result;
+use anyhow::{Result, anyhow};
 use serde::Serialize;
 use std::path::Path;
 use std::time::Instant;
@@ -28,6 +31,7 @@ struct Json<'a> {
     sync_points: u64,
     ok: bool,
     damaged: Vec<JsonDamage<'a>>,
+    repaired: Vec<JsonDamage<'a>>,
 }
 
 #[derive(Serialize)]
@@ -43,12 +47,31 @@ struct JsonDamage<'a> {
 
 /// Verifies the volume or store at `path` (a volume directory, a mount
 /// point, a store directory or an `s3://` URL).
-pub fn run(path: &Path, volume_id: Option<VolumeId>, read_data: bool, json: bool) -> Result<()> {
+pub fn run(
+    path: &Path,
+    volume_id: Option<VolumeId>,
+    read_data: bool,
+    repair: bool,
+    json: bool,
+) -> Result<()> {
+    let not_a_volume = || {
+        anyhow!(
+            "--repair needs the volume's directory: it stores objects again from the \
+             volume's primary storage, which {} does not hold",
+            path.display()
+        )
+    };
     let source = match crate::policy::store_url(path) {
+        Some(_) if repair => return Err(not_a_volume()),
         Some(_) => path.to_path_buf(),
         None => volume_of(path)?,
     };
     let source = crate::layout::source(&source, volume_id)?;
+    let repair_dir = match (&source, repair) {
+        (_, false) => None,
+        (Source::Volume(dir), true) => Some(dir.clone()),
+        (Source::Store(_), true) => return Err(not_a_volume()),
+    };
     let start = Instant::now();
     let bar = Bar::new(
         format!("verifying {}", path.display()),
@@ -59,7 +82,16 @@ pub fn run(path: &Path, volume_id: Option<VolumeId>, read_data: bool, json: bool
             bar.set(done, total)
         }
     };
-    let report = crate::verify::verify(&source, read_data, &progress)?;
+    let report = match repair_dir {
+        Some(dir) => crate::verify::repair(&dir, read_data, &progress).map_err(|e| match e {
+            crate::Error::Locked { holder, .. } => anyhow!(
+                "cannot repair {}: the volume is in use by {holder}; unmount it first",
+                path.display()
+            ),
+            e => e.into(),
+        })?,
+        None => crate::verify::verify(&source, read_data, &progress)?,
+    };
     drop(bar);
     let seconds = start.elapsed().as_secs_f64();
     if json {
@@ -80,20 +112,21 @@ fn kind(place: Place) -> &'static str {
     }
 }
 
-fn print_json(report: &Report, read_data: bool, seconds: f64) -> Result<()> {
-    let damaged = report
-        .damages
-        .iter()
-        .map(|d| JsonDamage {
-            kind: kind(d.place),
-            segment: d.seq,
-            name: &d.name,
-            location: &d.location,
-            error: &d.error,
-            breaks: &d.breaks,
-            at_risk: &d.at_risk,
-        })
-        .collect();
+fn print_json<'a>(report: &'a Report, read_data: bool, seconds: f64) -> Result<()> {
+    let listed = |damages: &'a [Damage]| {
+        damages
+            .iter()
+            .map(|d| JsonDamage {
+                kind: kind(d.place),
+                segment: d.seq,
+                name: &d.name,
+                location: &d.location,
+                error: &d.error,
+                breaks: &d.breaks,
+                at_risk: &d.at_risk,
+            })
+            .collect()
+    };
     let out = Json {
         volume: report.volume.map(|v| v.to_hex()).unwrap_or_default(),
         store: &report.store,
@@ -104,13 +137,20 @@ fn print_json(report: &Report, read_data: bool, seconds: f64) -> Result<()> {
         seconds,
         sync_points: report.sync_points,
         ok: report.damages.is_empty(),
-        damaged,
+        damaged: listed(&report.damages),
+        repaired: listed(&report.repaired),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
 }
 
 fn print_human(report: &Report, seconds: f64) {
+    for d in &report.repaired {
+        println!(
+            "repaired: segment {}, object {} in {}: stored again from primary storage (it was: {})",
+            d.seq, d.name, d.location, d.error
+        );
+    }
     for d in &report.damages {
         println!("{}", damage_line(d));
     }

@@ -1,6 +1,7 @@
 //! Segment files in the primary directory: naming, creation (fresh or by
-//! reusing a recycled file in place), headers, footers and the forward scan
-//! that finds the valid end of a segment.
+//! reusing a recycled file in place), headers, footers, reading a sealed
+//! segment whole (to archive it) and the forward scan that finds the valid
+//! end of a segment.
 //!
 //! Files are named `{seq:016}.seg`; recycled files wait as `free-{n:016}.seg`.
 //! Every segment file is exactly `segment_size` bytes, allocated when created,
@@ -217,6 +218,46 @@ pub fn read_sealed(
     let entries =
         SummaryEntry::decode_all(&summary).map_err(corrupt(seq, summary_at, "segment summary"))?;
     Ok(Some((footer, entries)))
+}
+
+/// A sealed segment read whole from primary storage, to be archived.
+pub struct SealedSegment {
+    /// The open file (the archiver holds it until the segment is recycled).
+    pub file: Box<dyn FileIo>,
+    pub footer: Footer,
+    pub entries: Vec<SummaryEntry>,
+    /// The segment's bytes up to the end of its records.
+    pub raw: Vec<u8>,
+}
+
+impl SealedSegment {
+    /// Reads segment `seq` of `volume` in `dir`, checking that its summary
+    /// tiles its records; `Ok(None)` when it is not sealed.
+    pub fn read(disk: &dyn Disk, dir: &Path, seq: u64, volume: VolumeId) -> Result<Option<Self>> {
+        let file = open_read(disk, dir, seq)?;
+        let (header, _) = read_header(&*file, seq, volume, dir)?;
+        let Some((footer, entries)) = read_sealed(&*file, &header)? else {
+            return Ok(None);
+        };
+        crate::log::recovery::check_summary(&header, &footer, &entries)?;
+        let mut raw = vec![0u8; footer.records_end as usize];
+        read_exact_at(&*file, seq, &mut raw, 0)?;
+        Ok(Some(SealedSegment {
+            file,
+            footer,
+            entries,
+            raw,
+        }))
+    }
+
+    /// The summary as stored after the records.
+    pub fn summary(&self) -> Vec<u8> {
+        let mut summary = Vec::new();
+        for e in &self.entries {
+            e.encode(&mut summary);
+        }
+        summary
+    }
 }
 
 /// What a forward scan found in an unsealed segment.

@@ -248,3 +248,65 @@ fn a_store_alone_verifies_and_names_the_sync_points_it_serves() {
         .collect();
     assert_eq!(d.breaks, want);
 }
+
+fn repair(dir: &Path) -> lsvfs::Result<Report> {
+    lsvfs::verify::repair(dir, true, &|_, _| {})
+}
+
+#[test]
+fn repair_stores_again_what_primary_still_holds_and_only_that() {
+    let built = Built::new(14);
+    let archived = built.archived();
+    let in_primary = *archived
+        .iter()
+        .rfind(|s| built.primary.contains(s))
+        .unwrap();
+    let retired = *archived
+        .iter()
+        .find(|s| !built.primary.contains(s))
+        .unwrap();
+    let damage = |seq: u64, at: usize| {
+        let object = built.object(seq);
+        let mut bytes = std::fs::read(&object).unwrap();
+        bytes[at] ^= 0x10;
+        std::fs::write(&object, &bytes).unwrap();
+    };
+    // A frame's byte: found only when the data is read.
+    damage(in_primary, 7);
+    damage(retired, 7);
+    let before = run(&built.dir, true);
+    assert_eq!(before.damages.len(), 2, "{:?}", before.damages);
+
+    // Not while the volume is open.
+    let open = Volume::open(&built.dir).unwrap();
+    assert!(
+        matches!(repair(&built.dir), Err(lsvfs::Error::Locked { .. })),
+        "repair must refuse an open volume"
+    );
+    open.close().unwrap();
+
+    let report = repair(&built.dir).unwrap();
+    let [fixed] = &report.repaired[..] else {
+        panic!("repaired {:?}", report.repaired);
+    };
+    assert_eq!((fixed.place, fixed.seq), (Place::Object, in_primary));
+    let [left] = &report.damages[..] else {
+        panic!("left {:?}", report.damages);
+    };
+    assert_eq!((left.place, left.seq), (Place::Object, retired));
+    assert_eq!(left.breaks, built.needing(retired), "no copy is left of it");
+
+    // The new object holds every byte of the segment; only the retired
+    // segment's object is still damaged.
+    assert!(
+        built.object(in_primary).exists(),
+        "stored again, not only deleted"
+    );
+    let after = run(&built.dir, true);
+    assert_eq!(after.objects, before.objects);
+    let [still] = &after.damages[..] else {
+        panic!("after {:?}", after.damages);
+    };
+    assert_eq!(still.seq, retired);
+    assert!(after.repaired.is_empty());
+}
