@@ -390,8 +390,15 @@ impl Found {
                 continue;
             }
             match store_again(archive, disk, dir, volume, &d) {
-                Ok(()) => {
+                Ok(true) => {
                     self.intact_object.insert(d.seq);
+                    self.report.repaired.push(d);
+                }
+                Ok(false) => {
+                    d.error = format!(
+                        "{}; deleted, the next mount ships the segment's sync points again",
+                        d.error
+                    );
                     self.report.repaired.push(d);
                 }
                 Err(e) if unusable(&e) => return Err(e),
@@ -449,24 +456,25 @@ impl Found {
 }
 
 /// Replaces the damaged object of `d` with its segment's intact primary
-/// copy: deletes it, then stores the segment and reads it back (a partial
-/// object of the segment still being written is only deleted).
+/// copy: deletes it, then stores the segment and reads it back. A partial
+/// object of the segment still being written is only deleted: returns
+/// whether an object was stored.
 fn store_again(
     archive: &Archive,
     disk: &dyn Disk,
     dir: &Path,
     volume: VolumeId,
     d: &Damage,
-) -> Result<()> {
+) -> Result<bool> {
     let sealed = segment::SealedSegment::read(disk, dir, d.seq, volume)?;
     archive
         .store()
         .delete(&d.name)
         .map_err(ArchiveError::from)?;
-    if let Some(s) = sealed {
+    if let Some(s) = &sealed {
         archive.put_segment(d.seq, &s.raw, &s.footer, &s.summary())?;
     }
-    Ok(())
+    Ok(sealed.is_some())
 }
 
 /// Checks a segment's records as its raw bytes arrive in order from

@@ -147,7 +147,7 @@ fn print_json<'a>(report: &'a Report, read_data: bool, seconds: f64) -> Result<(
 fn print_human(report: &Report, seconds: f64) {
     for d in &report.repaired {
         println!(
-            "repaired: segment {}, object {} in {}: stored again from primary storage (it was: {})",
+            "repaired: segment {}, object {} in {}, from primary storage (it was: {})",
             d.seq, d.name, d.location, d.error
         );
     }

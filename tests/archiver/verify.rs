@@ -3,8 +3,9 @@
 //! frames, or in a primary segment's records) is found, named, and charged
 //! with exactly the sync points whose window needs the segment: broken
 //! when no intact copy is left, at risk when the other copy is intact.
+//! Repair stores again what primary still holds, and only that.
 
-use super::workload::{Work, drained, tiny_policy};
+use super::workload::{Work, drained, tiny_policy, wait_until};
 use lsvfs::fs::Fs;
 use lsvfs::layout::{Source, source};
 use lsvfs::policy::Policy;
@@ -12,6 +13,7 @@ use lsvfs::verify::{Place, Report, verify};
 use lsvfs::volume::Volume;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// A volume with history archived into its store directory.
 struct Built {
@@ -309,4 +311,60 @@ fn repair_stores_again_what_primary_still_holds_and_only_that() {
     };
     assert_eq!(still.seq, retired);
     assert!(after.repaired.is_empty());
+}
+
+/// The partial objects (`.lsp`) in the volume's store directory.
+fn partials(dir: &Path) -> Vec<PathBuf> {
+    let entries = std::fs::read_dir(dir.join("archive")).unwrap();
+    let paths = entries.map(|e| e.unwrap().path());
+    paths
+        .filter(|p| p.extension().is_some_and(|x| x == "lsp"))
+        .collect()
+}
+
+#[test]
+fn repair_deletes_a_damaged_partial_object_and_the_next_mount_ships_it_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let mut policy = tiny_policy();
+    policy.segment_size = 4 << 20;
+    policy.ship_interval_s = 1;
+    Volume::create(&dir, &policy).unwrap();
+    // Writes and takes a sync point (or only mounts, the second time):
+    // its partial object is shipped within the interval.
+    let ship = |dir: &Path, write: bool| {
+        let fs = Fs::new(Volume::open(dir).unwrap()).unwrap();
+        if write {
+            let mut work = Work::new(15);
+            for _ in 0..30 {
+                work.step(&fs).unwrap();
+            }
+            work.point(&fs);
+        }
+        wait_until("a partial object", Duration::from_secs(10), || {
+            !partials(dir).is_empty()
+        });
+        fs.into_volume().close().unwrap();
+    };
+    ship(&dir, true);
+    let [partial] = &partials(&dir)[..] else {
+        panic!("{:?}", partials(&dir));
+    };
+    let mut bytes = std::fs::read(partial).unwrap();
+    bytes[7] ^= 0x10;
+    std::fs::write(partial, &bytes).unwrap();
+    assert_eq!(run(&dir, true).damages.len(), 1);
+
+    let report = repair(&dir).unwrap();
+    assert!(report.damages.is_empty(), "{:?}", report.damages);
+    let [d] = &report.repaired[..] else {
+        panic!("{:?}", report.repaired);
+    };
+    assert!(d.error.contains("deleted"), "{d:?}");
+    assert!(
+        partials(&dir).is_empty(),
+        "the damaged partial object is gone"
+    );
+    ship(&dir, false);
+    assert!(run(&dir, true).damages.is_empty());
 }
