@@ -19,6 +19,8 @@
 //! volume's lock throughout) and stores again each damaged object whose
 //! segment primary storage still holds intact: the damaged object is
 //! deleted, the segment is stored and read back as the archiver stores it.
+//! Primary segments are then always checked record by record (as with
+//! `read_data`), so only bytes whose every checksum holds are stored.
 //! A crash between the two leaves the segment unstored but in primary
 //! storage, where the archiver finds and ships it when the volume is next
 //! mounted, before it could ever be recycled. A damaged partial object of
@@ -142,7 +144,9 @@ fn verify_volume(dir: &Path, read_data: bool, repair: bool, progress: Progress) 
         volume,
         newest: listing.segments.last().copied().unwrap_or(0),
         points: &points,
-        read_data,
+        // A repair stores primary's bytes: every record of them is
+        // checked first, not only the summaries.
+        read_data: read_data || repair,
     };
     let mut found = Found::default();
     for (i, &seq) in listing.segments.iter().enumerate() {

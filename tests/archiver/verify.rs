@@ -368,3 +368,38 @@ fn repair_deletes_a_damaged_partial_object_and_the_next_mount_ships_it_again() {
     ship(&dir, false);
     assert!(run(&dir, true).damages.is_empty());
 }
+
+#[test]
+fn repair_never_stores_a_primary_segment_whose_records_are_damaged() {
+    let built = Built::new(16);
+    let archived = built.archived();
+    let seq = *archived
+        .iter()
+        .rfind(|s| built.primary.contains(s))
+        .unwrap();
+    // The object's trailer and one of the segment's records in primary:
+    // a check of summaries alone finds only the first.
+    let object = built.object(seq);
+    let (trailer, _) = positions(&object);
+    let mut bytes = std::fs::read(&object).unwrap();
+    bytes[trailer[4] as usize] ^= 0x10;
+    std::fs::write(&object, &bytes).unwrap();
+    let file = segment(&built.dir, seq);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[4096 + 200] ^= 0x10;
+    std::fs::write(&file, &bytes).unwrap();
+    assert_eq!(run(&built.dir, false).damages.len(), 1);
+
+    let report = lsvfs::verify::repair(&built.dir, false, &|_, _| {}).unwrap();
+    assert!(report.repaired.is_empty(), "{:?}", report.repaired);
+    let mut places: Vec<_> = report.damages.iter().map(|d| (d.seq, d.place)).collect();
+    places.sort_by_key(|(s, p)| (*s, *p == Place::Object));
+    let want = vec![(seq, Place::Primary), (seq, Place::Object)];
+    assert_eq!(places, want, "{:?}", report.damages);
+    assert!(
+        report
+            .damages
+            .iter()
+            .all(|d| d.breaks == built.needing(seq))
+    );
+}
