@@ -31,6 +31,15 @@ _lsvfs() {
             lsvfs,mount)
                 cmd="lsvfs__subcmd__mount"
                 ;;
+            lsvfs,pin)
+                cmd="lsvfs__subcmd__pin"
+                ;;
+            lsvfs,prune)
+                cmd="lsvfs__subcmd__prune"
+                ;;
+            lsvfs,set)
+                cmd="lsvfs__subcmd__set"
+                ;;
             lsvfs,status)
                 cmd="lsvfs__subcmd__status"
                 ;;
@@ -42,6 +51,9 @@ _lsvfs() {
                 ;;
             lsvfs,unmount)
                 cmd="lsvfs__subcmd__unmount"
+                ;;
+            lsvfs,unpin)
+                cmd="lsvfs__subcmd__unpin"
                 ;;
             lsvfs,verify)
                 cmd="lsvfs__subcmd__verify"
@@ -61,6 +73,15 @@ _lsvfs() {
             lsvfs__subcmd__help,mount)
                 cmd="lsvfs__subcmd__help__subcmd__mount"
                 ;;
+            lsvfs__subcmd__help,pin)
+                cmd="lsvfs__subcmd__help__subcmd__pin"
+                ;;
+            lsvfs__subcmd__help,prune)
+                cmd="lsvfs__subcmd__help__subcmd__prune"
+                ;;
+            lsvfs__subcmd__help,set)
+                cmd="lsvfs__subcmd__help__subcmd__set"
+                ;;
             lsvfs__subcmd__help,status)
                 cmd="lsvfs__subcmd__help__subcmd__status"
                 ;;
@@ -73,6 +94,9 @@ _lsvfs() {
             lsvfs__subcmd__help,unmount)
                 cmd="lsvfs__subcmd__help__subcmd__unmount"
                 ;;
+            lsvfs__subcmd__help,unpin)
+                cmd="lsvfs__subcmd__help__subcmd__unpin"
+                ;;
             lsvfs__subcmd__help,verify)
                 cmd="lsvfs__subcmd__help__subcmd__verify"
                 ;;
@@ -83,7 +107,7 @@ _lsvfs() {
 
     case "${cmd}" in
         lsvfs)
-            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points verify help"
+            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points verify set pin unpin prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,7 +151,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__create)
-            opts="-v -q -h --backing-store --block-size --segment-size --working-set --compression-level --reserve --cache-size --ship-interval --verbose --quiet --help"
+            opts="-v -q -h --backing-store --block-size --segment-size --working-set --compression-level --reserve --cache-size --ship-interval --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-within --keep-label --auto-prune --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -165,6 +189,34 @@ _lsvfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --keep-last)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-hourly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-daily)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-weekly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-monthly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -187,7 +239,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help)
-            opts="create clone demo mount unmount sync-point status sync-points verify help"
+            opts="create clone demo mount unmount sync-point status sync-points verify set pin unpin prune help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,6 +322,48 @@ _lsvfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lsvfs__subcmd__help__subcmd__pin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__set)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lsvfs__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -326,6 +420,20 @@ _lsvfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lsvfs__subcmd__help__subcmd__unpin)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lsvfs__subcmd__help__subcmd__verify)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -357,6 +465,108 @@ _lsvfs() {
                     ;;
                 -o)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__pin)
+            opts="-v -q -h --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__prune)
+            opts="-v -q -h --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-within --keep-label --dry-run --json --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep-last)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-hourly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-daily)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-weekly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-monthly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__set)
+            opts="-v -q -h --keep-last --keep-hourly --keep-daily --keep-weekly --keep-monthly --keep-within --keep-label --clear --auto-prune --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --keep-last)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-hourly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-daily)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-weekly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-monthly)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-within)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --keep-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --auto-prune)
+                    COMPREPLY=($(compgen -W "true false" -- "${cur}"))
                     return 0
                     ;;
                 *)
@@ -418,6 +628,20 @@ _lsvfs() {
             ;;
         lsvfs__subcmd__unmount)
             opts="-v -q -h --lazy --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__unpin)
+            opts="-v -q -h --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

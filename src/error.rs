@@ -97,6 +97,11 @@ pub enum Error {
         "{path} is {why}; lsvfs keeps a volume's files only in directories no other user can change (chown it to this user, chmod go-w)"
     )]
     UnsafeDir { path: PathBuf, why: String },
+    /// A file or object of lsvfs's own (not a segment) failed its check.
+    #[error("{what} is damaged: {source}")]
+    Damaged { what: String, source: DecodeError },
+    #[error("sync point {0} was pruned (forgotten by the retention policy)")]
+    Pruned(u64),
     #[error("several sync points are labelled {label:?} (ids {ids:?}); name one by id")]
     AmbiguousSyncPoint { label: String, ids: Vec<u64> },
 }

@@ -73,16 +73,23 @@ pub fn create(disk: &dyn Disk, dir: &Path, policy: &Policy) -> Result<()> {
     segment::fsync_dir(disk, dir)
 }
 
-fn write_durably(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
+/// Replaces (or makes) the file at `path` with `bytes`, atomically and
+/// durably: a temporary beside it (one left by a crash is replaced),
+/// fsynced, renamed over it, and the directory fsynced.
+pub fn write_durably(disk: &dyn Disk, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let ctx = format!("cannot write {}", path.display());
+    if disk.exists(&tmp) {
+        disk.remove_file(&tmp).map_err(io(ctx.clone()))?;
+    }
     let file = disk
         .open(&tmp, OpenMode::CreateNew)
         .map_err(io(ctx.clone()))?;
     file.write_all_at(bytes, 0)
         .and_then(|_| file.sync_all())
         .and_then(|_| disk.rename(&tmp, path))
-        .map_err(io(ctx))
+        .map_err(io(ctx))?;
+    segment::fsync_dir(disk, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// Creates directory `path` and its missing parents durably: each new

@@ -20,6 +20,8 @@ pub mod index;
 pub mod layout;
 pub mod log;
 pub mod policy;
+pub mod prune;
+pub mod retention;
 pub mod status;
 pub mod store;
 pub mod sync;

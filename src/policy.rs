@@ -4,6 +4,7 @@
 use crate::format::archive::SEGMENT_SIZE_MAX;
 use crate::format::segment::block_cost;
 use crate::format::{FORMAT_VERSION, VolumeId};
+use crate::retention::Retention;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -142,6 +143,11 @@ pub struct Policy {
     /// that the store alone can serve it before the segment seals.
     #[serde(default = "default_ship_interval_s")]
     pub ship_interval_s: u32,
+    /// Which sync points prune keeps, the pinned ones, and whether the
+    /// archiver prunes by itself (volumes made before it have none: keep
+    /// everything).
+    #[serde(default)]
+    pub retention: Retention,
 }
 
 fn default_reserve() -> u32 {
@@ -170,6 +176,7 @@ impl Policy {
             reserve: DEFAULT_RESERVE,
             cache_size: DEFAULT_CACHE_SIZE,
             ship_interval_s: DEFAULT_SHIP_INTERVAL_S,
+            retention: Retention::default(),
         }
     }
 
@@ -190,7 +197,8 @@ impl Policy {
         }
         self.volume_id()?;
         self.validate_geometry()?;
-        self.validate_archiving()
+        self.validate_archiving()?;
+        self.retention.validate()
     }
 
     /// Block and segment size, working set and reserve.

@@ -3,6 +3,7 @@
 //! `.lsvfs/status` file and the command's `--json`, so it is stable and
 //! documented in lsvfs-status(1).
 
+use crate::retention::Retention;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +43,42 @@ pub struct Status {
     pub copied_forward_bytes: u64,
     pub write_amplification: Option<f64>,
     pub store: StoreStatus,
+    /// The retention policy, as `lsvfs.toml` holds it now.
+    pub retention: RetentionStatus,
+}
+
+/// The retention policy with every rule named (null when not set).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RetentionStatus {
+    pub auto: bool,
+    pub pinned: Vec<u64>,
+    pub keep_last: Option<u32>,
+    pub keep_hourly: Option<u32>,
+    pub keep_daily: Option<u32>,
+    pub keep_weekly: Option<u32>,
+    pub keep_monthly: Option<u32>,
+    pub keep_within_s: Option<u64>,
+    pub keep_labels: Vec<String>,
+    /// The same in words, as `lsvfs status` prints it.
+    pub text: String,
+}
+
+impl From<&Retention> for RetentionStatus {
+    fn from(r: &Retention) -> Self {
+        let k = &r.keep;
+        RetentionStatus {
+            auto: r.auto,
+            pinned: r.pinned.clone(),
+            keep_last: k.last,
+            keep_hourly: k.hourly,
+            keep_daily: k.daily,
+            keep_weekly: k.weekly,
+            keep_monthly: k.monthly,
+            keep_within_s: k.within_s,
+            keep_labels: k.labels.clone(),
+            text: r.describe(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -138,6 +175,7 @@ impl Status {
             "backing store",
             format!("{} ({health})", self.store.location),
         );
+        line("retention", self.retention.text.clone());
         out
     }
 }

@@ -40,6 +40,7 @@ use crate::log::lock::VolumeLock;
 use crate::log::recovery::{self, Progress, SegmentRecords, check_summary};
 use crate::log::segment;
 use crate::policy::Policy;
+use crate::retention::forgotten::Forgotten;
 use crate::store::{ArchiveError, StoreError};
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -170,8 +171,10 @@ fn verify_store(archive: &Archive, read_data: bool, progress: Progress) -> Resul
     check_objects(archive, &objects, read_data, &mut found, progress)?;
     // Those the store serves alone: their whole window is stored.
     let whole: BTreeSet<u64> = archive.objects().iter().map(|(s, _)| *s).collect();
+    let (forgotten, _) = Forgotten::load_stored(archive.store(), archive.volume_id())?;
     let points: Vec<SyncPoint> = std::mem::take(&mut found.stored_points)
         .into_iter()
+        .filter(|p| !forgotten.contains(p.info.id))
         .filter(|p| {
             let start = found.windows.get(&p.lsn.seq).copied().unwrap_or(p.lsn.seq);
             (start..p.lsn.seq).all(|s| whole.contains(&s))

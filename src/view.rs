@@ -9,14 +9,17 @@
 //! to the archive for any segment recycled meanwhile.
 
 use crate::archive::Archive;
+use crate::disk::Disk;
 use crate::error::{Error, Result};
 use crate::format::VolumeId;
 use crate::index::Index;
 use crate::layout;
-use crate::log::catalog::{Catalog, SyncPoint};
+use crate::log::catalog::SyncPoint;
 use crate::log::reader::Segments;
 use crate::log::recovery::{Progress, build_backward};
 use crate::policy::Policy;
+use crate::retention::forgotten::Forgotten;
+use crate::retention::lease::Lease;
 use crate::tree::Tree;
 use std::path::Path;
 use std::sync::Arc;
@@ -26,6 +29,8 @@ pub struct View {
     pub block_size: u32,
     index: Index,
     segments: Arc<Segments>,
+    /// Held while the view is open, when built from a volume directory.
+    pub(crate) lease: Option<Lease>,
 }
 
 /// How a user names a sync point: its id, its label, or a time (the latest
@@ -112,7 +117,19 @@ impl View {
             block_size,
             index: built.index,
             segments,
+            lease: None,
         })
+    }
+
+    /// Takes a lease on sync point `id` of the volume in `dir`, then makes
+    /// sure prune has not forgotten it meanwhile (see
+    /// [`crate::retention::lease`] for the handshake).
+    pub(crate) fn lease(disk: &Arc<dyn Disk>, dir: &Path, id: u64) -> Result<Lease> {
+        let lease = Lease::take(disk.clone(), dir, id)?;
+        if Forgotten::load(&**disk, dir)?.contains(id) {
+            return Err(Error::Pruned(id));
+        }
+        Ok(lease)
     }
 
     /// Opens the view named by `which` of `source`: a volume directory, or
@@ -135,8 +152,9 @@ impl View {
     fn open_volume(dir: &Path, which: &Selector, progress: Progress) -> Result<View> {
         let disk = crate::disk::real();
         let policy = Policy::load(&*disk, dir)?;
-        let points = Catalog::open(&*disk, dir, false)?.entries().to_vec();
+        let points = crate::prune::listed(&*disk, dir, &Forgotten::load(&*disk, dir)?)?;
         let point = which.resolve(&points)?;
+        let lease = View::lease(&disk, dir, point.info.id)?;
         let archive = layout::open_archive(&disk, dir, &policy, None)?;
         let segments = Segments::new(
             disk,
@@ -147,12 +165,14 @@ impl View {
             0,
         )
         .shared_with_a_writer();
-        View::build(
+        let mut view = View::build(
             point,
             Arc::new(segments),
             policy.block_size as u32,
             progress,
-        )
+        )?;
+        view.lease = Some(lease);
+        Ok(view)
     }
 
     /// The view named by `which` from the archive alone: no primary

@@ -17,6 +17,7 @@ use crate::log::tail::Tail;
 use crate::log::writer::Writer;
 use crate::log::{self, FdatasyncHook, Shared, segment};
 use crate::policy::Policy;
+use crate::retention::forgotten::Forgotten;
 use crate::status::{Status, StoreStatus, ratio};
 use crate::store::BackingStore;
 use crate::sync::lock;
@@ -30,6 +31,7 @@ pub use crate::format::ROOT_INO;
 
 pub struct Volume {
     dir: PathBuf,
+    disk: Arc<dyn Disk>,
     policy: Policy,
     shared: Arc<Shared>,
     archive: Arc<Archive>,
@@ -114,10 +116,12 @@ impl Volume {
         let threads = Threads {
             no_archiver: options.no_archiver,
             halt_at: options.halt_at,
+            prune: crate::prune::Auto::new(disk.clone(), dir),
         };
         let (writer, archiver) = threads.spawn(&shared, &archive, &policy, tail, next_sync_id)?;
         Ok(Volume {
             dir: dir.to_path_buf(),
+            disk,
             policy,
             shared,
             archive,
@@ -160,7 +164,7 @@ impl Volume {
         let disk = &crate::disk::Real;
         layout::check_volume(disk, dir)?;
         Policy::load(disk, dir)?;
-        Ok(Catalog::open(disk, dir, false)?.entries().to_vec())
+        crate::prune::listed(disk, dir, &Forgotten::load(disk, dir)?)
     }
 
     /// For each sync point of the volume in `dir`, whether its view can be
@@ -194,24 +198,32 @@ impl Volume {
             .collect()
     }
 
-    /// All sync points, oldest first.
-    pub fn sync_points(&self) -> Vec<SyncPoint> {
-        lock(self.shared.catalog()).entries().to_vec()
+    /// The sync points, oldest first: the catalog's, less those prune
+    /// forgot.
+    pub fn sync_points(&self) -> Result<Vec<SyncPoint>> {
+        let forgotten = Forgotten::load(&*self.disk, &self.dir)?;
+        let mut points = lock(self.shared.catalog()).entries().to_vec();
+        points.retain(|p| !forgotten.contains(p.info.id));
+        Ok(points)
     }
 
-    /// The volume as of sync point `id`.
+    /// The volume as of sync point `id`. The view holds a lease on it, so
+    /// that prune keeps what it reads for as long as it is open.
     pub fn view(&self, id: u64) -> Result<View> {
         let point = self
-            .sync_points()
+            .sync_points()?
             .into_iter()
             .find(|p| p.info.id == id)
             .ok_or_else(|| Error::UnknownSyncPoint(id.to_string()))?;
-        View::build(
+        let lease = View::lease(&self.disk, &self.dir, id)?;
+        let mut view = View::build(
             point,
             self.shared.segments().clone(),
             self.shared.block_size(),
             &|_, _| {},
-        )
+        )?;
+        view.lease = Some(lease);
+        Ok(view)
     }
 
     /// The live tree.
@@ -289,6 +301,11 @@ impl Volume {
             },
             ..Default::default()
         };
+        // The file, not this process's copy: `lsvfs set` changes it.
+        match Policy::load(&*self.disk, &self.dir) {
+            Ok(now) => s.retention = (&now.retention).into(),
+            Err(e) => s.retention.text = format!("unknown ({e})"),
+        }
         if let Some(a) = &self.archiver {
             let st = &a.stats;
             let raw = st.raw_bytes.load(Ordering::Relaxed);
@@ -351,6 +368,7 @@ impl Volume {
 struct Threads {
     no_archiver: bool,
     halt_at: Option<archiver::Step>,
+    prune: crate::prune::Auto,
 }
 
 impl Threads {
@@ -382,6 +400,7 @@ impl Threads {
                 ship_interval: std::time::Duration::from_secs(policy.ship_interval_s as u64),
             },
             self.halt_at,
+            self.prune,
         )?;
         Ok((writer, Some(archiver)))
     }

@@ -399,3 +399,74 @@ fn a_missing_volume_and_a_bad_size_read_exactly_so() {
     );
     assert!(!missing.join("archive").exists() && !tmp.path().join("s3:").exists());
 }
+
+#[test]
+fn retention_is_set_pinned_and_pruned_as_documented() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = demo_volume(tmp.path());
+    let v = path(&vol);
+    refused(&vol, &["prune", v], 1, "no retention policy");
+    refused(&vol, &["set", v, "--keep-last", "0"], 2, "--keep-last");
+    refused(&vol, &["set", v, "--keep-within", "0s"], 2, "at least 1s");
+    refused(&vol, &["set", v, "--auto-prune", "true"], 1, "needs a rule");
+    refused(&vol, &["pin", v, "9"], 1, "no sync point 9");
+
+    let out = lsvfs(&["set", v, "--keep-last", "1", "--keep-label", "rel-*"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("keep --keep-last 1 --keep-label \"rel-*\""),
+        "{stdout}"
+    );
+    let out = lsvfs(&["pin", v, "demo: version one"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sync point 1 pinned"));
+
+    let out = lsvfs(&["prune", v, "--dry-run", "--json"]);
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let documented = documented_fields("### `lsvfs prune --json`");
+    let (outer, points) = split_fields(documented.clone(), "sync_points");
+    let (outer, _) = split_fields(outer, "deleted");
+    assert_eq!(json_fields(&report), outer);
+    assert_eq!(json_fields(&report["sync_points"][0]), points);
+    assert_eq!(
+        report["sync_points"][0]["reasons"],
+        serde_json::json!(["pinned"])
+    );
+    assert_eq!(
+        report["sync_points"][1]["reasons"],
+        serde_json::json!(["last"])
+    );
+    assert_eq!(report["forgotten"], serde_json::json!([]));
+
+    let out = lsvfs(&["unpin", v, "1"]);
+    assert!(out.status.success(), "{out:?}");
+    let out = lsvfs(&["prune", v, "--dry-run"]);
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("would forget 1 of 2 sync points"),
+        "{stdout}"
+    );
+    let out = lsvfs(&["prune", v, "--json"]);
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["forgotten"], serde_json::json!([1]));
+    let out = lsvfs(&["sync-points", v, "--json"]);
+    let points: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<u64> = points
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, [2], "the forgotten sync point is not listed");
+    refused(&vol, &["pin", v, "1"], 1, "no sync point 1");
+    let out = lsvfs(&["status", v]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("retention              keep --keep-last 1"),
+        "{stdout}"
+    );
+}

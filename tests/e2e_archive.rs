@@ -128,3 +128,92 @@ fn a_sync_point_whose_flush_fails_is_not_taken() {
     let id = run(lsvfs().arg("sync-point").arg(&m.mnt));
     assert!(id.trim().parse::<u64>().is_ok(), "{id}");
 }
+
+/// Bytes of the `i`-th version of a file, half compressible.
+fn version(i: u32) -> Vec<u8> {
+    (0..200_000u32)
+        .map(|j| match i % 2 {
+            0 => ((j + i) % 13) as u8,
+            _ => (j.wrapping_mul(2654435761 + i) >> 13) as u8,
+        })
+        .collect()
+}
+
+#[test]
+fn prune_runs_beside_a_written_mount_and_keeps_an_open_views_history() {
+    let m = Mounted::new(&SMALL_SEGMENTS, "");
+    // Each sync point i holds version i of one file.
+    for i in 1..=24u32 {
+        std::fs::write(m.path("f"), version(i)).unwrap();
+        let id = run(lsvfs()
+            .arg("sync-point")
+            .arg(&m.mnt)
+            .args(["--label", &format!("v{i}")]));
+        assert_eq!(id.trim(), i.to_string());
+    }
+    m.wait_archived();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (stop, path) = (stop.clone(), m.path("busy"));
+        std::thread::spawn(move || {
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&path, version(n)).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let prune = |extra: &[&str]| -> Value {
+        let out = run(lsvfs()
+            .arg("prune")
+            .arg(&m.mnt)
+            .args(["--keep-last", "2", "--json"])
+            .args(extra));
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"))
+    };
+    common::mount::with_view(lsvfs, &m.volume, "3", |view| {
+        let r = prune(&[]);
+        let kept: Vec<u64> = r["sync_points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["keep"] == true)
+            .map(|p| p["id"].as_u64().unwrap())
+            .collect();
+        assert_eq!(kept, [3, 23, 24], "{r}");
+        assert!(r["bytes_freed"].as_u64().unwrap() > 0, "{r}");
+        assert!(std::fs::read(view.join("f")).unwrap() == version(3));
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(writer.join().unwrap() > 0);
+    // Closed, the view's sync point goes too.
+    let r = prune(&[]);
+    assert_eq!(r["forgotten"], serde_json::json!([3]), "{r}");
+    let out = lsvfs()
+        .arg("mount")
+        .arg(&m.volume)
+        .arg(m.tmp.path())
+        .args(["--at", "3"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no sync point 3"),
+        "{out:?}"
+    );
+    for id in [23u32, 24] {
+        common::mount::with_view(lsvfs, &m.volume, &id.to_string(), |view| {
+            assert!(std::fs::read(view.join("f")).unwrap() == version(id));
+        });
+    }
+    let listed = run(lsvfs().arg("sync-points").arg(m.volume.join("archive")));
+    let ids = common::mount::listed_ids(&listed);
+    assert!(ids.iter().all(|i| [23, 24].contains(i)), "{listed}");
+    let dry = prune(&["--dry-run"]);
+    assert_eq!(
+        dry["deleted"],
+        serde_json::json!([]),
+        "nothing left to delete: {dry}"
+    );
+}

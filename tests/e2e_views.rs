@@ -129,8 +129,9 @@ fn every_view_matches_the_tree_at_its_sync_point() {
             .find(|l| l.trim_start().starts_with(&format!("{id} ")));
         line.unwrap_or_default().to_string()
     };
-    // The volume's id, the column heads, one line per sync point.
-    assert_eq!(listed.lines().count(), recorded.len() + 2, "{listed}");
+    // The volume's id, its store and policy, the column heads, one line
+    // per sync point.
+    assert_eq!(listed.lines().count(), recorded.len() + 3, "{listed}");
     for pass in ["first", "second"] {
         for (id, want) in &recorded {
             let got = with_view(&m, &id.to_string(), |v| manifest(v, true));

@@ -35,6 +35,7 @@ fn fresh(seed: u64) -> (Sim, Arc<dyn BackingStore>) {
 fn ids(fs: &Fs) -> Vec<u64> {
     fs.volume()
         .sync_points()
+        .unwrap()
         .iter()
         .map(|p| p.info.id)
         .collect()

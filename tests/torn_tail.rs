@@ -186,7 +186,7 @@ fn damage_and_open(
     let v = Volume::open(&vol)?;
     let got = surviving(&v);
     assert_eq!(
-        v.sync_points().len(),
+        v.sync_points().unwrap().len(),
         1,
         "the acknowledged sync point is listed"
     );

@@ -47,6 +47,9 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the archiver looks at the working set without being woken.
 const POLL: Duration = Duration::from_secs(1);
+/// How often an idle archiver lists the store again, so that what a prune
+/// from another process deleted leaves the figures `status` shows.
+const RELIST: Duration = Duration::from_secs(60);
 
 /// The points between retire steps, for crash tests: the archiver stops
 /// for good once it has reached the one it is given.
@@ -110,6 +113,10 @@ pub struct Archiver {
     shipped: RefCell<BTreeSet<u64>>,
     /// Wait after a failed partial object, doubled while it fails.
     partial_backoff: Cell<Duration>,
+    /// The automatic prune, run when there is nothing else to do.
+    prune: RefCell<crate::prune::Auto>,
+    /// When the store was last listed.
+    listed_at: Cell<Instant>,
 }
 
 /// The running archiver: stops when dropped.
@@ -160,6 +167,7 @@ impl Archiver {
         writer: Arc<Writer>,
         pace: Pace,
         halt_at: Option<Step>,
+        prune: crate::prune::Auto,
     ) -> Result<Handle> {
         let (stop_tx, stop) = bounded(0);
         let stats = Arc::new(Stats::default());
@@ -179,6 +187,8 @@ impl Archiver {
             halt_at,
             shipped: RefCell::new(BTreeSet::new()),
             partial_backoff: Cell::new(BACKOFF_FIRST),
+            prune: RefCell::new(prune),
+            listed_at: Cell::new(Instant::now()),
         };
         let thread = std::thread::Builder::new()
             .name("lsvfs-archiver".into())
@@ -229,6 +239,7 @@ impl Archiver {
                         self.guarded(seq, |s| self.ship_partial(s, upto)),
                     ),
                     None => {
+                        self.idle();
                         select! {
                             recv(self.stop) -> _ => return,
                             recv(wake) -> _ => {},
@@ -246,6 +257,19 @@ impl Archiver {
                     self.shared.poison(&e);
                     return;
                 }
+            }
+        }
+    }
+
+    /// With nothing to ship or retire: the automatic prune if due, and a
+    /// fresh listing of the store now and then.
+    fn idle(&self) {
+        let stored = self.stats.stored_bytes.load(Ordering::Relaxed);
+        self.prune.borrow_mut().tick(&self.archive, stored);
+        if self.listed_at.get().elapsed() >= RELIST {
+            self.listed_at.set(Instant::now());
+            if let Err(e) = self.archive.relist() {
+                log::debug!("cannot list the backing store: {e}");
             }
         }
     }

@@ -13,6 +13,7 @@ use crate::format::archive::parse_name;
 use crate::format::{Kind, Lsn, Record, SummaryEntry, VolumeId};
 use crate::log::catalog::SyncPoint;
 use crate::log::recovery::Progress;
+use crate::retention::forgotten::Forgotten;
 use crate::store::{BackingStore, StoreError};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -57,10 +58,12 @@ pub fn sync_points_in(seq: u64, entries: &[SummaryEntry]) -> Result<Vec<SyncPoin
 
 impl Archive {
     /// The sync points this archive can serve alone, oldest first: those
-    /// whose segment and every segment of its window are stored. Lists
-    /// the store afresh; `progress` is told of each object read.
+    /// whose segment and every segment of its window are stored, less
+    /// those prune forgot. Lists the store afresh; `progress` is told of
+    /// each object read.
     pub fn sync_points(&self, progress: Progress) -> Result<Vec<SyncPoint>> {
         self.relist()?;
+        let (forgotten, _) = Forgotten::load_stored(self.store(), self.volume_id())?;
         let whole: BTreeSet<u64> = self.objects().iter().map(|(s, _)| *s).collect();
         // A segment not sealed yet when it was shipped: its sync points up
         // to the partial object's end.
@@ -76,6 +79,7 @@ impl Archive {
             let entries = SummaryEntry::decode_all(&trailer.summary).map_err(self.damaged(seq))?;
             points.extend(sync_points_in(seq, &entries)?);
         }
+        points.retain(|p| !forgotten.contains(p.info.id));
         Ok(points)
     }
 

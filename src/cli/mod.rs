@@ -65,6 +65,13 @@ struct CreateArgs {
     /// written ships as part of that segment within it.
     #[arg(long, default_value = "10s", value_parser = parse_seconds)]
     ship_interval: u32,
+    /// Which sync points prune keeps (none: keep every sync point).
+    #[command(flatten)]
+    keep: retention::KeepArgs,
+    /// Let the archiver prune by itself, by the --keep rules, after each
+    /// segment it stores (needs at least one --keep rule).
+    #[arg(long)]
+    auto_prune: bool,
 }
 
 #[derive(Subcommand)]
@@ -265,6 +272,74 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Change a volume's retention policy: which sync points prune keeps,
+    /// and whether the archiver prunes by itself.
+    ///
+    /// Each --keep rule given replaces that rule; the others stay (--clear
+    /// drops them all first). Works while the volume is mounted: the
+    /// archiver reads the policy at each automatic prune.
+    ///
+    /// Example: lsvfs set /var/lib/lsvfs/pg --keep-last 10 --keep-hourly 24 --keep-daily 7 --auto-prune true
+    Set {
+        volume: PathBuf,
+        #[command(flatten)]
+        keep: retention::KeepArgs,
+        /// Drop every --keep rule before applying those given.
+        #[arg(long)]
+        clear: bool,
+        /// Prune automatically in the archiver (true) or only with `lsvfs
+        /// prune` (false).
+        #[arg(long, value_name = "true|false")]
+        auto_prune: Option<bool>,
+    },
+    /// Pin a sync point: prune never forgets it, whatever the policy.
+    ///
+    /// Example: lsvfs pin /var/lib/lsvfs/pg "before upgrade"
+    Pin {
+        volume: PathBuf,
+        /// The sync point: its id, its label, or a UTC time.
+        sync: String,
+    },
+    /// Unpin a sync point: prune treats it by the policy again.
+    ///
+    /// Example: lsvfs unpin /var/lib/lsvfs/pg 42
+    Unpin {
+        volume: PathBuf,
+        /// The sync point: its id, its label, or a UTC time.
+        sync: String,
+    },
+    /// Forget the sync points the retention policy does not keep and
+    /// delete every archived object that no kept sync point needs.
+    ///
+    /// A sync point needs the objects of its window (its segment back to
+    /// the window start recorded with it), so objects between two kept
+    /// windows go too. Pinned sync points and those with an open view
+    /// (`lsvfs mount --at`, .lsvfs/sync-points/) stay. The live volume and
+    /// its primary storage are not touched; other volumes sharing the
+    /// store neither. Runs while the volume is mounted. Crash-safe: the
+    /// forgotten sync points are recorded (in the volume and the store)
+    /// before any object is deleted, and a prune interrupted is finished by
+    /// the next one. --keep rules given here replace the policy's for this
+    /// run, rule by rule.
+    ///
+    /// Example: lsvfs prune /var/lib/lsvfs/pg --dry-run
+    ///
+    /// Example: lsvfs prune /var/lib/lsvfs/pg --keep-last 10 --keep-daily 7
+    Prune {
+        volume: PathBuf,
+        #[command(flatten)]
+        keep: retention::KeepArgs,
+        /// Decide and print what would be forgotten and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON object: {"volume", "store", "dry_run", "keep",
+        /// "seconds", "sync_points": [{"id", "time", "label", "keep",
+        /// "reasons", "window", "alone_bytes"}], "forgotten",
+        /// "objects_before", "bytes_before", "deleted": [{"name",
+        /// "segment", "bytes"}], "bytes_freed"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 mod clone;
@@ -272,6 +347,7 @@ mod flush;
 mod helper;
 mod mount;
 mod progress;
+mod retention;
 mod sync_point;
 mod verify;
 
@@ -366,6 +442,8 @@ fn create(args: CreateArgs) -> Result<()> {
         reserve,
         cache_size,
         ship_interval,
+        keep,
+        auto_prune,
     } = args;
     let mut policy = Policy::new(VolumeId::generate().context("cannot make a volume id")?);
     policy.block_size = block_size;
@@ -375,6 +453,8 @@ fn create(args: CreateArgs) -> Result<()> {
     policy.reserve = reserve;
     policy.cache_size = cache_size;
     policy.ship_interval_s = ship_interval;
+    policy.retention.keep = keep.keep();
+    policy.retention.auto = auto_prune;
     if let Some(store) = backing_store {
         // A URL stays as given, so that validation names it.
         policy.backing_store = match crate::policy::store_url(&store) {
@@ -466,6 +546,20 @@ fn dispatch(command: Command) -> Result<()> {
             repair,
             json,
         } => verify::run(&volume, volume_id, read_data, repair, json),
+        Command::Set {
+            volume,
+            keep,
+            clear,
+            auto_prune,
+        } => retention::set(&volume, &keep, clear, auto_prune),
+        Command::Pin { volume, sync } => retention::pin(&volume, &sync, true),
+        Command::Unpin { volume, sync } => retention::pin(&volume, &sync, false),
+        Command::Prune {
+            volume,
+            keep,
+            dry_run,
+            json,
+        } => retention::prune(&volume, &keep, dry_run, json),
     }
 }
 
@@ -497,6 +591,7 @@ fn status(path: &Path, json: bool) -> Result<()> {
             s
         }
     };
+
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {

@@ -107,6 +107,10 @@ struct Listed {
     segment: u64,
     location: &'static str,
     volume: String,
+    /// Bytes of archived objects only this sync point needs (what pruning
+    /// it would free); null when listed from a store alone.
+    alone_bytes: Option<u64>,
+    pinned: bool,
 }
 
 /// A volume directory, or the volume behind an lsvfs mount point.
@@ -125,21 +129,41 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
         Some(_) => path.to_path_buf(),
         None => volume_of(path)?,
     };
-    let (volume, points, locations) = match crate::layout::source(&source, volume_id)? {
-        Source::Volume(volume) => {
-            let points = Volume::sync_points_of(&volume)?;
-            let in_primary = Volume::views_in_primary(&volume, &points)?;
-            let at = |p: bool| if p { "primary" } else { "archive" };
-            let locations = in_primary.into_iter().map(at).collect();
-            let id = crate::policy::Policy::load(&crate::disk::Real, &volume)?.volume_id;
-            (id, points, locations)
-        }
-        Source::Store(archive) => {
-            let points = archive.sync_points(&|_, _| {})?;
-            let locations = vec!["store"; points.len()];
-            (archive.volume_id().to_hex(), points, locations)
-        }
-    };
+    let mut store_line = None;
+    let (volume, points, locations, alone, pinned) =
+        match crate::layout::source(&source, volume_id)? {
+            Source::Volume(volume) => {
+                let points = Volume::sync_points_of(&volume)?;
+                let in_primary = Volume::views_in_primary(&volume, &points)?;
+                let at = |p: bool| if p { "primary" } else { "archive" };
+                let locations = in_primary.into_iter().map(at).collect();
+                let policy = crate::policy::Policy::load(&crate::disk::Real, &volume)?;
+                let alone = match crate::prune::sizes(&crate::disk::Real, &volume, &points) {
+                    Ok(sizes) => {
+                        store_line = Some(format!(
+                            "store {}: {} objects, {} bytes; retention: {}",
+                            policy.store_display(&volume),
+                            sizes.objects,
+                            sizes.bytes,
+                            policy.retention.describe()
+                        ));
+                        sizes.alone
+                    }
+                    Err(e) => {
+                        log::warn!("cannot size the archive (ALONE is left out): {e}");
+                        Default::default()
+                    }
+                };
+                let pinned = policy.retention.pinned;
+                (policy.volume_id, points, locations, alone, pinned)
+            }
+            Source::Store(archive) => {
+                let points = archive.sync_points(&|_, _| {})?;
+                let locations = vec!["store"; points.len()];
+                let id = archive.volume_id().to_hex();
+                (id, points, locations, Default::default(), Vec::new())
+            }
+        };
     let listed: Vec<Listed> = points
         .iter()
         .zip(locations)
@@ -152,6 +176,8 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
             segment: p.lsn.seq,
             location,
             volume: volume.clone(),
+            alone_bytes: alone.get(&p.info.id).copied(),
+            pinned: pinned.contains(&p.info.id),
         })
         .collect();
     if json {
@@ -159,13 +185,18 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
         return Ok(());
     }
     println!("volume {volume}");
+    if let Some(line) = store_line {
+        println!("{line}");
+    }
     println!(
-        "{:>8}  {:<24}  {:<8}  LABEL",
-        "ID", "TIME (UTC)", "LOCATION"
+        "{:>8}  {:<24}  {:<8}  {:>10}  LABEL",
+        "ID", "TIME (UTC)", "LOCATION", "ALONE"
     );
     for p in listed {
+        let alone = p.alone_bytes.map_or("-".into(), |b| b.to_string());
+        let pin = if p.pinned { " (pinned)" } else { "" };
         println!(
-            "{:>8}  {:<24}  {:<8}  {}",
+            "{:>8}  {:<24}  {:<8}  {alone:>10}  {}{pin}",
             p.id, p.time, p.location, p.label
         );
     }

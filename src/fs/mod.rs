@@ -102,6 +102,7 @@ impl FsError {
                 // application must not take any of it for success.
                 Error::Io { .. }
                 | Error::Corrupt { .. }
+                | Error::Damaged { .. }
                 | Error::DurableDamaged { .. }
                 | Error::ForeignSegment { .. }
                 | Error::Inconsistent(_)
@@ -119,6 +120,7 @@ impl FsError {
                 | Error::UnsafeDir { .. }
                 | Error::CopiedVolume { .. }
                 | Error::UnknownSyncPoint(_)
+                | Error::Pruned(_)
                 | Error::AmbiguousSyncPoint { .. }
                 | Error::NotASource { .. }
                 | Error::SeveralVolumes { .. }

@@ -112,7 +112,7 @@ impl Adapter {
                 self.control.check_access(req)?;
                 let mut list = self.control.list(node);
                 if node == ControlNode::SyncPoints {
-                    list.extend(self.views.listing());
+                    list.extend(self.views.listing()?);
                 }
                 Ok(list)
             }

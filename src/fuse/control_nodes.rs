@@ -211,7 +211,13 @@ impl Control {
             live_blocks: stats.blocks,
             block_size: p.block_size,
             inodes: stats.inodes,
-            sync_points: vol.sync_points().len() as u64,
+            sync_points: vol.sync_points().map_or_else(
+                |e| {
+                    log::warn!("cannot count the sync points: {e}");
+                    0
+                },
+                |p| p.len() as u64,
+            ),
             archive_lag_segments: status.waiting_for_archive,
         }
     }

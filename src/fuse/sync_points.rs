@@ -90,8 +90,11 @@ impl Views {
         }
     }
 
-    fn points(&self) -> Vec<SyncPoint> {
-        self.fs.volume().sync_points()
+    fn points(&self) -> Result<Vec<SyncPoint>, Errno> {
+        self.fs.volume().sync_points().map_err(|e| {
+            log::error!("cannot list the sync points: {e}");
+            errno(FsError::Engine(e))
+        })
     }
 
     /// The view of sync point `id`, built if need be.
@@ -108,7 +111,9 @@ impl Views {
         // first uses of one view may both build it; one is kept).
         let view = match self.fs.volume().view(id) {
             Ok(v) => v,
-            Err(crate::Error::UnknownSyncPoint(_)) => return Err(errno(FsError::NotFound)),
+            Err(crate::Error::UnknownSyncPoint(_) | crate::Error::Pruned(_)) => {
+                return Err(errno(FsError::NotFound));
+            }
             Err(e) => {
                 log::error!("cannot build the view of sync point {id}");
                 return Err(errno(FsError::Engine(e)));
@@ -126,8 +131,8 @@ impl Views {
     }
 
     /// The entries of `.lsvfs/sync-points` after `.` and `..`.
-    pub fn listing(&self) -> Vec<Entry> {
-        let points = self.points();
+    pub fn listing(&self) -> Result<Vec<Entry>, Errno> {
+        let points = self.points()?;
         let mut list = Vec::new();
         for p in &points {
             let id = p.info.id;
@@ -150,7 +155,7 @@ impl Views {
                 });
             }
         }
-        list
+        Ok(list)
     }
 
     /// A name in `.lsvfs/sync-points`: an id (the view's root) or a label.
@@ -159,7 +164,7 @@ impl Views {
         if let Ok(id) = name.parse::<u64>() {
             return self.get(id)?.attr(ROOT_INO);
         }
-        let points = self.points();
+        let points = self.points()?;
         let p = points
             .iter()
             .find(|p| p.info.label == name && usable_label(name, &points))
@@ -180,7 +185,7 @@ impl Views {
     }
 
     fn point(&self, id: u64) -> Result<SyncPoint, Errno> {
-        self.points()
+        self.points()?
             .into_iter()
             .find(|p| p.info.id == id)
             .ok_or(Errno::ENOENT)

@@ -2,7 +2,7 @@
 //! moments of archiving, lose nothing acknowledged.
 
 use super::common::dump;
-use super::workload::{Work, drained, expected, open, tiny_policy};
+use super::workload::{Work, drained, expected, listed_ids, open, tiny_policy};
 use lsvfs::archive::archiver::Step;
 use lsvfs::disk::Sim;
 use lsvfs::fs::Fs;
@@ -118,7 +118,7 @@ fn power_loss_run(seed: u64) {
         sim = sim.power_loss();
         fs = open(&sim);
         let vol = fs.volume();
-        let listed: Vec<u64> = vol.sync_points().iter().map(|p| p.info.id).collect();
+        let listed = listed_ids(vol);
         if let Some(want) = work.unacked.take()
             && let Some(&last) = listed.last()
             && !work.points.contains_key(&last)

@@ -10,6 +10,7 @@ mod capacity;
 mod common;
 mod crash;
 mod objects;
+mod prune;
 mod shipping;
 mod verify;
 mod workload;

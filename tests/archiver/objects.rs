@@ -54,6 +54,7 @@ fn a_missing_or_damaged_object_is_named_and_other_views_are_unaffected() {
     let (missing, damaged) = (archived[2], archived[archived.len() / 2]);
     let windows: BTreeMap<u64, (u64, u64)> = vol
         .sync_points()
+        .unwrap()
         .iter()
         .map(|p| {
             let start = header(&vol, &dir, p.lsn.seq).window_start;

@@ -5,7 +5,7 @@
 //! when no intact copy is left, at risk when the other copy is intact.
 //! Repair stores again what primary still holds, and only that.
 
-use super::workload::{Work, drained, tiny_policy, wait_until};
+use super::workload::{Work, drained, primary_seqs, tiny_policy, wait_until};
 use lsvfs::fs::Fs;
 use lsvfs::layout::{Source, source};
 use lsvfs::policy::Policy;
@@ -38,7 +38,7 @@ impl Built {
         work.point(&fs);
         drained(&fs);
         fs.into_volume().close().unwrap();
-        let primary: BTreeSet<u64> = segments(&dir).into_iter().collect();
+        let primary: BTreeSet<u64> = primary_seqs(&dir).into_iter().collect();
         let Source::Store(archive) = source(&dir.join("archive"), None).unwrap() else {
             panic!("the store directory is no store");
         };
@@ -92,18 +92,6 @@ impl Built {
         seqs.sort_unstable();
         seqs
     }
-}
-
-fn segments(dir: &Path) -> Vec<u64> {
-    let mut seqs: Vec<u64> = std::fs::read_dir(dir.join("segments"))
-        .unwrap()
-        .filter_map(|e| {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            name.strip_suffix(".seg")?.parse().ok()
-        })
-        .collect();
-    seqs.sort_unstable();
-    seqs
 }
 
 fn segment(dir: &Path, seq: u64) -> PathBuf {

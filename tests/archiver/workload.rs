@@ -164,7 +164,7 @@ impl Work {
 
     /// Every sync point rebuilds as it was.
     pub fn check_points(&self, vol: &Volume) {
-        let listed: Vec<u64> = vol.sync_points().iter().map(|p| p.info.id).collect();
+        let listed = listed_ids(vol);
         assert_eq!(listed, self.points.keys().copied().collect::<Vec<_>>());
         for (id, want) in &self.points {
             let view = vol.view(*id).unwrap();
@@ -182,6 +182,25 @@ pub fn primary_segments(vol: &Path) -> u64 {
             name.ends_with(".seg") && !name.starts_with("free-")
         })
         .count() as u64
+}
+
+/// The ids of the sync points `vol` lists, oldest first.
+pub fn listed_ids(vol: &Volume) -> Vec<u64> {
+    let points = vol.sync_points().unwrap();
+    points.iter().map(|p| p.info.id).collect()
+}
+
+/// Segment numbers in primary storage, ascending.
+pub fn primary_seqs(dir: &Path) -> Vec<u64> {
+    let mut seqs: Vec<u64> = std::fs::read_dir(dir.join("segments"))
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".seg")?.parse().ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    seqs
 }
 
 pub fn open(dir: &Path, store: &Arc<dyn BackingStore>, halt_at: Option<Step>) -> Fs {

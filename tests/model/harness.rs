@@ -294,6 +294,7 @@ impl Harness {
             .fs()
             .volume()
             .sync_points()
+            .unwrap()
             .iter()
             .map(|p| p.info.id)
             .collect();

@@ -69,7 +69,7 @@ fn a_silent_s3_server_delays_writes_and_loses_nothing() {
     let sealed_below = fs.volume().durable().seq;
     let archive = Arc::new(Archive::open(store.clone(), id, 3, 4 << 20));
     let served = archive.sync_points(&|_, _| {}).unwrap();
-    let points = fs.volume().sync_points();
+    let points = fs.volume().sync_points().unwrap();
     for p in points.iter().filter(|p| p.lsn.seq < sealed_below) {
         assert!(
             served.iter().any(|s| s.info.id == p.info.id),
