@@ -151,7 +151,15 @@ fn verify_volume(dir: &Path, read_data: bool, repair: bool, progress: Progress) 
     };
     let mut found = Found::default();
     for (i, &seq) in listing.segments.iter().enumerate() {
-        found.primary(seq, &seg_dir, primary.check(seq));
+        let checked = match primary.check(seq) {
+            // Recycled while it was read (the volume is mounted): its
+            // object, listed before, is checked instead.
+            Err(_) if !disk.exists(&segment::segment_path(&seg_dir, seq)) => {
+                Err(Error::SegmentMissing { seq })
+            }
+            other => other,
+        };
+        found.primary(seq, &seg_dir, checked);
         progress(i as u64 + 1, total);
     }
     let done = listing.segments.len() as u64;
