@@ -311,11 +311,18 @@ impl Layout {
             (Some(&oldest), Some(&newest)) => oldest.min(window_start(newest)?),
             _ => u64::MAX,
         };
-        let mut starts = BTreeMap::new();
-        for seq in points.iter().map(|p| p.lsn.seq) {
-            if let std::collections::btree_map::Entry::Vacant(e) = starts.entry(seq) {
-                e.insert(window_start(seq)?);
-            }
+        let seqs: BTreeSet<u64> = points.iter().map(|p| p.lsn.seq).collect();
+        let primary: BTreeSet<u64> = in_primary.iter().copied().collect();
+        let (here, archived): (Vec<u64>, Vec<u64>) = seqs.iter().partition(|s| primary.contains(s));
+        // Trailers fetched a few at a time: a store's latency bounds this.
+        let trailers = archive.trailers_of(&archived, &|_, _| {})?;
+        let mut starts: BTreeMap<u64, u64> = archived
+            .iter()
+            .zip(trailers)
+            .map(|(&s, t)| (s, t.header.window_start))
+            .collect();
+        for seq in here {
+            starts.insert(seq, window_start(seq)?);
         }
         Ok(Layout { starts, keep_from })
     }

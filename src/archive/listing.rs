@@ -86,7 +86,11 @@ impl Archive {
     /// The trailers of segments `seqs`, in that order, fetched by up to
     /// [`LISTING_THREADS`] threads: a store's latency, not its bandwidth,
     /// bounds a listing. Stops at the first failure.
-    fn trailers_of(&self, seqs: &[u64], progress: Progress) -> Result<Vec<Arc<Trailer>>> {
+    pub(crate) fn trailers_of(
+        &self,
+        seqs: &[u64],
+        progress: Progress,
+    ) -> Result<Vec<Arc<Trailer>>> {
         let next = AtomicUsize::new(0);
         let mut slots: Vec<Option<Arc<Trailer>>> = vec![None; seqs.len()];
         std::thread::scope(|scope| {

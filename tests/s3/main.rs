@@ -3,13 +3,14 @@
 //! listings longer than one page, multipart objects, objects never
 //! replaced, one clear line for each way the store can be unusable, a
 //! volume whose policy names an `s3://` store retiring segments into it,
-//! a server gone silent mid-run, and PostgreSQL recovered from the store
+//! a server gone silent mid-run, prune deleting in the bucket, and PostgreSQL recovered from the store
 //! alone after the volume is lost.
 
 #[path = "../common/mod.rs"]
 mod common;
 mod outage;
 mod postgres;
+mod prune;
 mod recovery;
 mod store;
 mod volume;
