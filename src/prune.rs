@@ -44,8 +44,11 @@ use std::ops::RangeInclusive;
 use std::path::Path;
 use std::sync::Arc;
 
+/// Told (objects deleted, objects to delete) as a prune deletes.
+pub type Progress = std::rc::Rc<dyn Fn(u64, u64)>;
+
 /// How one prune runs.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Rules that replace the policy's for this run, rule by rule.
     pub keep: Keep,
@@ -54,6 +57,8 @@ pub struct Options {
     /// Do not wait for another prune, pin or set to finish: return
     /// [`Error::Locked`] instead (the archiver's automatic prune).
     pub no_wait: bool,
+    /// Told of each object deleted (a store's latency makes many slow).
+    pub progress: Option<Progress>,
     /// For crash tests: stop after this many changes (records of the
     /// forgotten set, object deletions), as a crash there would.
     #[doc(hidden)]
@@ -212,12 +217,16 @@ pub fn prune(
                 .filter(|d| open.contains(&d.point.info.id)),
         ),
     );
-    for object in doomed(&needed) {
+    let doomed = doomed(&needed);
+    for object in doomed.iter().cloned() {
         archive
             .store()
             .delete(&object.name)
             .map_err(ArchiveError::from)?;
         report.deleted.push(object);
+        if let Some(p) = &options.progress {
+            p(report.deleted.len() as u64, doomed.len() as u64);
+        }
         if steps.halt(&mut report) {
             break;
         }

@@ -130,9 +130,11 @@ struct JsonObject<'a> {
 /// `lsvfs prune`.
 pub fn prune(path: &Path, keep: &KeepArgs, dry_run: bool, json: bool) -> Result<()> {
     let dir = volume_of(path)?;
+    let bar = super::progress::Bar::new(format!("pruning {}", dir.display()), "objects");
     let options = Options {
         keep: keep.keep(),
         dry_run,
+        progress: Some(std::rc::Rc::new(move |done, total| bar.set(done, total))),
         ..Options::default()
     };
     let started = Instant::now();

@@ -126,6 +126,9 @@ impl Retention {
             true => String::new(),
             false => format!(", pinned {:?}", self.pinned),
         };
+        if self.keep.is_empty() {
+            return format!("no rules, every sync point is kept{pinned}");
+        }
         let auto = match self.auto {
             true => "pruned automatically",
             false => "pruned by `lsvfs prune`",
