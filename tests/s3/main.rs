@@ -17,3 +17,31 @@ mod volume;
 #[path = "../archiver/workload.rs"]
 #[allow(dead_code)]
 mod workload;
+
+/// A new volume (the archiver tests' tiny policy) whose store is the
+/// prefix `prefix` of a bucket on an S3 server this test started.
+struct OnS3 {
+    server: common::s3::S3Server,
+    _tmp: tempfile::TempDir,
+    dir: std::path::PathBuf,
+    id: lsvfs::format::VolumeId,
+    store: std::sync::Arc<dyn lsvfs::store::BackingStore>,
+}
+
+impl OnS3 {
+    fn new(prefix: &str) -> OnS3 {
+        let server = common::s3::S3Server::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("v");
+        let policy = workload::tiny_policy();
+        lsvfs::volume::Volume::create(&dir, &policy).unwrap();
+        let store = std::sync::Arc::new(server.store(prefix));
+        OnS3 {
+            id: policy.volume_id().unwrap(),
+            server,
+            _tmp: tmp,
+            dir,
+            store,
+        }
+    }
+}

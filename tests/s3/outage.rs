@@ -3,31 +3,24 @@
 //! nothing is lost; when it answers again the archive catches up, and every
 //! sync point is served by the store alone.
 
+use super::OnS3;
 use super::common::dump;
-use super::common::s3::S3Server;
-use super::workload::{Work, drained, tiny_policy, wait_until};
+use super::workload::{Work, drained, open, wait_until};
 use lsvfs::archive::Archive;
-use lsvfs::fs::Fs;
-use lsvfs::store::BackingStore;
 use lsvfs::view::{Selector, View};
-use lsvfs::volume::{OpenOptions, Volume};
 use std::sync::Arc;
 use std::time::Duration;
 
 #[test]
 fn a_silent_s3_server_delays_writes_and_loses_nothing() {
-    let server = S3Server::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    let policy = tiny_policy();
-    let id = policy.volume_id().unwrap();
-    Volume::create(&dir, &policy).unwrap();
-    let store: Arc<dyn BackingStore> = Arc::new(server.store("outage"));
-    let options = OpenOptions {
-        store: Some(store.clone()),
-        ..Default::default()
-    };
-    let fs = Arc::new(Fs::new(Volume::open_with(&dir, options).unwrap()).unwrap());
+    let OnS3 {
+        server,
+        _tmp,
+        dir,
+        id,
+        store,
+    } = OnS3::new("outage");
+    let fs = Arc::new(open(&dir, &store, None));
     let mut work = Work::new(11);
     for _ in 0..300 {
         work.step(&fs).unwrap();

@@ -3,32 +3,25 @@
 //! the deleted objects are gone from the bucket, the kept history reads
 //! back from the store alone.
 
+use super::OnS3;
 use super::common::dump;
-use super::common::s3::S3Server;
-use super::workload::{Work, drained, listed_ids, tiny_policy};
+use super::workload::{Work, drained, listed_ids, open};
 use lsvfs::archive::Archive;
-use lsvfs::fs::Fs;
 use lsvfs::prune::{Options, prune};
 use lsvfs::retention::Keep;
-use lsvfs::store::BackingStore;
 use lsvfs::view::{Selector, View};
-use lsvfs::volume::{OpenOptions, Volume};
 use std::sync::Arc;
 
 #[test]
 fn prune_on_an_s3_store_deletes_there_and_the_store_alone_forgets_too() {
-    let server = S3Server::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("v");
-    let policy = tiny_policy();
-    let id = policy.volume_id().unwrap();
-    Volume::create(&dir, &policy).unwrap();
-    let store: Arc<dyn BackingStore> = Arc::new(server.store("prune"));
-    let options = OpenOptions {
-        store: Some(store.clone()),
-        ..Default::default()
-    };
-    let fs = Fs::new(Volume::open_with(&dir, options).unwrap()).unwrap();
+    let OnS3 {
+        server: _server,
+        _tmp,
+        dir,
+        id,
+        store,
+    } = OnS3::new("prune");
+    let fs = open(&dir, &store, None);
     let mut work = Work::new(21);
     for _ in 0..1500 {
         work.step(&fs).unwrap();
