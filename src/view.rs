@@ -4,9 +4,10 @@
 //! storage or the archive.
 //!
 //! [`View::open`] builds one from a volume directory in any process, also
-//! while another process has the volume mounted and is writing it: it
-//! takes no lock, reads the catalog and the segments as they are, and goes
-//! to the archive for any segment recycled meanwhile.
+//! while another process has the volume mounted and is writing it: it takes
+//! no lock (only a lease that keeps prune off what it reads), reads the
+//! catalog and the segments as they are, and goes to the archive for any
+//! segment recycled meanwhile.
 
 use crate::archive::Archive;
 use crate::disk::Disk;
@@ -123,9 +124,14 @@ impl View {
 
     /// Takes a lease on sync point `id` of the volume in `dir`, then makes
     /// sure prune has not forgotten it meanwhile (see
-    /// [`crate::retention::lease`] for the handshake).
-    pub(crate) fn lease(disk: &Arc<dyn Disk>, dir: &Path, id: u64) -> Result<Lease> {
-        let lease = Lease::take(disk.clone(), dir, id)?;
+    /// [`crate::retention::lease`] for the handshake). A volume on a
+    /// read-only filesystem takes none: nothing can prune it there.
+    pub(crate) fn lease(disk: &Arc<dyn Disk>, dir: &Path, id: u64) -> Result<Option<Lease>> {
+        let lease = match Lease::take(disk.clone(), dir, id) {
+            Ok(l) => Some(l),
+            Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EROFS) => None,
+            Err(e) => return Err(e),
+        };
         if Forgotten::load(&**disk, dir)?.contains(id) {
             return Err(Error::Pruned(id));
         }
@@ -171,7 +177,7 @@ impl View {
             policy.block_size as u32,
             progress,
         )?;
-        view.lease = Some(lease);
+        view.lease = lease;
         Ok(view)
     }
 

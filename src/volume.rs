@@ -222,7 +222,7 @@ impl Volume {
             self.shared.block_size(),
             &|_, _| {},
         )?;
-        view.lease = Some(lease);
+        view.lease = lease;
         Ok(view)
     }
 
