@@ -25,6 +25,9 @@ _lsvfs() {
             lsvfs,demo)
                 cmd="lsvfs__subcmd__demo"
                 ;;
+            lsvfs,diff)
+                cmd="lsvfs__subcmd__diff"
+                ;;
             lsvfs,help)
                 cmd="lsvfs__subcmd__help"
                 ;;
@@ -36,6 +39,12 @@ _lsvfs() {
                 ;;
             lsvfs,prune)
                 cmd="lsvfs__subcmd__prune"
+                ;;
+            lsvfs,restore)
+                cmd="lsvfs__subcmd__restore"
+                ;;
+            lsvfs,rollback)
+                cmd="lsvfs__subcmd__rollback"
                 ;;
             lsvfs,set)
                 cmd="lsvfs__subcmd__set"
@@ -67,6 +76,9 @@ _lsvfs() {
             lsvfs__subcmd__help,demo)
                 cmd="lsvfs__subcmd__help__subcmd__demo"
                 ;;
+            lsvfs__subcmd__help,diff)
+                cmd="lsvfs__subcmd__help__subcmd__diff"
+                ;;
             lsvfs__subcmd__help,help)
                 cmd="lsvfs__subcmd__help__subcmd__help"
                 ;;
@@ -78,6 +90,12 @@ _lsvfs() {
                 ;;
             lsvfs__subcmd__help,prune)
                 cmd="lsvfs__subcmd__help__subcmd__prune"
+                ;;
+            lsvfs__subcmd__help,restore)
+                cmd="lsvfs__subcmd__help__subcmd__restore"
+                ;;
+            lsvfs__subcmd__help,rollback)
+                cmd="lsvfs__subcmd__help__subcmd__rollback"
                 ;;
             lsvfs__subcmd__help,set)
                 cmd="lsvfs__subcmd__help__subcmd__set"
@@ -107,7 +125,7 @@ _lsvfs() {
 
     case "${cmd}" in
         lsvfs)
-            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points verify set pin unpin prune help"
+            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points verify set pin unpin prune rollback restore diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -238,8 +256,22 @@ _lsvfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lsvfs__subcmd__diff)
+            opts="-v -q -h --json --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lsvfs__subcmd__help)
-            opts="create clone demo mount unmount sync-point status sync-points verify set pin unpin prune help"
+            opts="create clone demo mount unmount sync-point status sync-points verify set pin unpin prune rollback restore diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -281,6 +313,20 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help__subcmd__demo)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__diff)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -337,6 +383,34 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help__subcmd__prune)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__restore)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__rollback)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -520,6 +594,46 @@ _lsvfs() {
                     return 0
                     ;;
                 --keep-label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__restore)
+            opts="-v -q -h --at --to --overwrite --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__rollback)
+            opts="-v -q -h --to --dry-run --json --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --to)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

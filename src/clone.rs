@@ -6,17 +6,13 @@
 //! point, not with the history behind it. The new volume has its own id,
 //! and its first sync point, labelled after its source, marks it complete.
 
-use crate::error::{Error, Result};
-use crate::format::segment::segment_cost;
+use crate::batch::Batch;
+use crate::error::Result;
 use crate::format::{FileKind, Record};
-use crate::log::writer::group_max;
 use crate::policy::Policy;
 use crate::view::View;
 use crate::volume::Volume;
 use std::path::Path;
-
-/// Records committed per group: well inside any segment.
-const GROUP_BYTES: usize = 1 << 20;
 
 /// What a clone wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -67,13 +63,10 @@ fn empty(dir: &Path) -> std::io::Result<()> {
 }
 
 fn copy(view: &View, vol: &Volume, label: &str) -> Result<Cloned> {
-    let limit = GROUP_BYTES.min(group_max(vol.policy().segment_size) / 2);
-    let mut group = Group {
+    let mut group = Batch::new(
         vol,
-        records: Vec::new(),
-        bytes: 0,
-        limit,
-    };
+        "the clone does not fit the new volume's working set; give it a larger --working-set",
+    );
     let (tree, index) = (view.tree(), view.index());
     let mut cloned = Cloned::default();
     for ino in index.inos() {
@@ -114,40 +107,6 @@ fn copy(view: &View, vol: &Volume, label: &str) -> Result<Cloned> {
     vol.fsync()?;
     cloned.sync_point = vol.sync_point(label, "lsvfs clone")?.info.id;
     Ok(cloned)
-}
-
-/// Records gathered into groups of at most `limit` bytes.
-struct Group<'a> {
-    vol: &'a Volume,
-    records: Vec<Record>,
-    bytes: usize,
-    limit: usize,
-}
-
-impl Group<'_> {
-    fn add(&mut self, record: Record) -> Result<()> {
-        let len = segment_cost(&record, record.encoded_len() as u32) as usize;
-        if self.bytes + len > self.limit {
-            self.flush()?;
-        }
-        self.bytes += len;
-        self.records.push(record);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> Result<()> {
-        if self.records.is_empty() {
-            return Ok(());
-        }
-        self.bytes = 0;
-        let records = std::mem::take(&mut self.records);
-        self.vol.commit(records).map(drop).map_err(|e| match e {
-            Error::NoSpace(why) => Error::NoSpace(format!(
-                "the clone does not fit the new volume's working set ({why}); give it a larger --working-set"
-            )),
-            e => e,
-        })
-    }
 }
 
 #[cfg(test)]

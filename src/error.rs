@@ -102,6 +102,10 @@ pub enum Error {
     Damaged { what: String, source: DecodeError },
     #[error("sync point {0} was pruned (forgotten by the retention policy)")]
     Pruned(u64),
+    /// For crash tests: an operation stopped on purpose after a step.
+    #[doc(hidden)]
+    #[error("stopped on purpose after a step (crash tests)")]
+    Halted,
     #[error("several sync points are labelled {label:?} (ids {ids:?}); name one by id")]
     AmbiguousSyncPoint { label: String, ids: Vec<u64> },
 }

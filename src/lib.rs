@@ -6,9 +6,12 @@
 //! See docs/ARCHITECTURE.md for the layers and docs/FORMAT.md for the bytes.
 
 pub mod archive;
+pub mod batch;
+pub mod changes;
 pub mod cli;
 pub mod clone;
 pub mod control_files;
+pub mod diff;
 pub mod disk;
 pub mod error;
 pub mod format;
@@ -21,7 +24,9 @@ pub mod layout;
 pub mod log;
 pub mod policy;
 pub mod prune;
+pub mod restore;
 pub mod retention;
+pub mod rollback;
 pub mod status;
 pub mod store;
 pub mod sync;

@@ -142,9 +142,13 @@ pub fn prune(
     let pinned: BTreeSet<u64> = policy.retention.pinned.iter().copied().collect();
     let mut reasons = retention::select(&points, &keep, &pinned);
     let open = lease::held(&**disk, dir)?;
+    let rollback = crate::rollback::needed(&**disk, dir)?;
     for (p, r) in points.iter().zip(&mut reasons) {
         if r.is_empty() && open.contains(&p.info.id) {
             r.push(Reason::OpenView);
+        }
+        if r.is_empty() && rollback.contains(&p.info.id) {
+            r.push(Reason::Rollback);
         }
     }
     let objects = objects_of(&archive)?;

@@ -205,6 +205,57 @@ impl View {
     pub fn index(&self) -> &Index {
         &self.index
     }
+
+    /// Reads records by position, from primary storage or the archive.
+    pub fn segments(&self) -> &Segments {
+        &self.segments
+    }
+
+    /// The live volume in `dir` as its log holds it now, as a view (id 0,
+    /// labelled `live`): for comparing with a sync point while the volume
+    /// may be mounted and written. It holds every complete group appended
+    /// when its newest segment was read; what the kernel still caches for
+    /// a mount is not in it (`sync -f` the mount first).
+    pub fn live(dir: &Path) -> Result<View> {
+        let disk = crate::disk::real();
+        let policy = Policy::load(&*disk, dir)?;
+        let seg_dir = layout::segments_dir(dir);
+        let listing = crate::log::segment::list(&*disk, &seg_dir)?;
+        let Some(&last) = listing.segments.last() else {
+            return Err(Error::Inconsistent(format!(
+                "{} holds no segment",
+                seg_dir.display()
+            )));
+        };
+        let archive = layout::open_archive(&disk, dir, &policy, None)?;
+        let segments = Segments::new(
+            disk,
+            seg_dir,
+            policy.volume_id()?,
+            policy.segment_size,
+            archive,
+            0,
+        )
+        .shared_with_a_writer();
+        let point = SyncPoint {
+            lsn: crate::format::Lsn {
+                seq: last,
+                offset: u32::MAX,
+            },
+            info: crate::format::SyncInfo {
+                id: 0,
+                time_ns: crate::time::now_ns(),
+                label: "live".into(),
+                requester: String::new(),
+            },
+        };
+        View::build(
+            point,
+            Arc::new(segments),
+            policy.block_size as u32,
+            &|_, _| {},
+        )
+    }
 }
 
 #[cfg(test)]

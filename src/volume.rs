@@ -119,7 +119,7 @@ impl Volume {
             prune: crate::prune::Auto::new(disk.clone(), dir),
         };
         let (writer, archiver) = threads.spawn(&shared, &archive, &policy, tail, next_sync_id)?;
-        Ok(Volume {
+        let volume = Volume {
             dir: dir.to_path_buf(),
             disk,
             policy,
@@ -129,11 +129,31 @@ impl Volume {
             stopped: false,
             archiver,
             lock: Some(vol_lock),
-        })
+        };
+        crate::rollback::resume(&volume)?;
+        Ok(volume)
     }
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Where the volume's files are.
+    pub fn disk(&self) -> &dyn Disk {
+        &*self.disk
+    }
+
+    /// Reads records by position, from primary storage or the archive.
+    pub fn segments(&self) -> &crate::log::reader::Segments {
+        self.shared.segments()
+    }
+
+    /// A position past every record appended so far.
+    pub fn log_end(&self) -> Lsn {
+        Lsn {
+            seq: self.shared.sealed() + 1,
+            offset: u32::MAX,
+        }
     }
 
     pub fn policy(&self) -> &Policy {

@@ -340,11 +340,89 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Make the live volume equal to sync point SYNC again: contents,
+    /// attributes, names, hard links, xattrs; files created since go,
+    /// files deleted since come back with their inode numbers.
+    ///
+    /// Only what differs is written (found from the log, not by comparing
+    /// trees), so time and bytes grow with what changed since SYNC. Every
+    /// sync point stays, newer ones too; a new one, labelled
+    /// before-rollback-to-ID, keeps the state from before, so a rollback
+    /// is undone by rolling back to it. Crash-safe: an interrupted rollback
+    /// is completed by the next open of the volume. The volume must not
+    /// be mounted.
+    ///
+    /// Example: lsvfs rollback /var/lib/lsvfs/pg --to 2026-11-23T09:00:00Z --dry-run
+    Rollback {
+        volume: PathBuf,
+        /// The sync point: its id, its label, or a UTC time.
+        #[arg(long, value_name = "SYNC")]
+        to: String,
+        /// Print what would change (paths, then counts); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON object: {"target", "before", "restored", "removed",
+        /// "modified", "entries", "blocks", "data_bytes", "written_bytes",
+        /// "exact", "dry_run", "seconds"}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore files or directory trees from sync point SYNC into the
+    /// live volume, in place or under DEST.
+    ///
+    /// PATHs are relative to the volume's root. Restored files are new
+    /// files with the view's contents, owners, modes, times, xattrs and
+    /// holes; hard links among them stay links. Existing directories are
+    /// merged into; an existing file is replaced only with --overwrite
+    /// (without it, nothing changes and every clash is named). The bytes
+    /// are copied inside the engine (from primary storage, or from the
+    /// backing store through the frame cache), not through a mount. The
+    /// volume must not be mounted (copy from the view with cp there).
+    ///
+    /// Example: lsvfs restore /var/lib/lsvfs/pg --at "before upgrade" base/16384/2619
+    Restore {
+        volume: PathBuf,
+        /// The sync point: its id, its label, or a UTC time.
+        #[arg(long, value_name = "SYNC")]
+        at: String,
+        /// Paths in the volume to restore.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Restore each PATH at DEST/PATH (a path in the volume).
+        #[arg(long, value_name = "DEST")]
+        to: Option<String>,
+        /// Replace files that exist.
+        #[arg(long)]
+        overwrite: bool,
+    },
+    /// List the paths that differ between sync points A and B of VOLUME
+    /// (B: the live volume when not given).
+    ///
+    /// Lines are `created PATH`, `deleted PATH`, `modified PATH (data,
+    /// attributes, xattrs)` and `renamed OLD -> NEW` (a renamed directory
+    /// is one line). Computed from the log and the indexes, without
+    /// walking the trees or reading unchanged files; works while the volume
+    /// is mounted (the live volume as its log holds it: `sync -f` the mount
+    /// first to include what the kernel still caches).
+    ///
+    /// Example: lsvfs diff /var/lib/lsvfs/pg "before upgrade"
+    Diff {
+        volume: PathBuf,
+        /// The older state: a sync point's id, label or UTC time.
+        a: String,
+        /// The newer state [default: the live volume].
+        b: Option<String>,
+        /// One JSON array of {"change", "path", "from" (renames), "ino",
+        /// "kind", "data", "attributes", "xattrs"}.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 mod clone;
 mod flush;
 mod helper;
+mod history;
 mod mount;
 mod progress;
 mod retention;
@@ -560,6 +638,28 @@ fn dispatch(command: Command) -> Result<()> {
             dry_run,
             json,
         } => retention::prune(&volume, &keep, dry_run, json),
+        Command::Rollback {
+            volume,
+            to,
+            dry_run,
+            json,
+        } => history::rollback_cmd(&volume, &to, dry_run, json),
+        Command::Restore {
+            volume,
+            at,
+            paths,
+            to,
+            overwrite,
+        } => history::restore_cmd(
+            &volume,
+            &at,
+            &paths,
+            &crate::restore::Options {
+                under: to,
+                overwrite,
+            },
+        ),
+        Command::Diff { volume, a, b, json } => history::diff_cmd(&volume, &a, b.as_deref(), json),
     }
 }
 

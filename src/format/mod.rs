@@ -18,6 +18,11 @@ pub const FORMAT_VERSION: u16 = 1;
 /// Inode number of the root directory; numbers above it are handed out.
 pub const ROOT_INO: u64 = 1;
 
+/// The parent of the directory entries that name files unlinked while
+/// open (orphans): no directory anyone can reach. Each entry's name is the
+/// inode number; a crash leaves them, and the next open deletes them.
+pub const ORPHANS_INO: u64 = 0;
+
 /// A volume's identity, written in every segment header so that segments of
 /// two volumes can never be mixed up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -121,6 +121,7 @@ impl FsError {
                 | Error::CopiedVolume { .. }
                 | Error::UnknownSyncPoint(_)
                 | Error::Pruned(_)
+                | Error::Halted
                 | Error::AmbiguousSyncPoint { .. }
                 | Error::NotASource { .. }
                 | Error::SeveralVolumes { .. }

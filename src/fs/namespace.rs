@@ -5,10 +5,7 @@
 use super::*;
 use crate::index::DirEntry;
 
-/// Directory entries naming orphans live under this parent, which is no
-/// directory anyone can reach; the entry's name is the inode number. A
-/// crash leaves them there, and the next open deletes them.
-const ORPHANS: u64 = 0;
+use crate::format::ORPHANS_INO as ORPHANS;
 
 fn orphan_name(ino: u64) -> Vec<u8> {
     ino.to_string().into_bytes()

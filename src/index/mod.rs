@@ -266,6 +266,13 @@ impl Index {
         range.map(|(n, e)| (n.clone(), *e)).collect()
     }
 
+    /// Every directory entry, as (parent, name, entry), in no order.
+    pub fn dirents(&self) -> impl Iterator<Item = (u64, &[u8], &DirEntry)> {
+        self.dirs
+            .iter()
+            .flat_map(|(&p, d)| d.iter().map(move |(n, e)| (p, n.as_slice(), e)))
+    }
+
     pub fn dir_len(&self, parent: u64) -> usize {
         self.dirs.get(&parent).map_or(0, |d| d.len())
     }

@@ -247,6 +247,8 @@ pub enum Reason {
     Label,
     /// A view of it is open (it stays until the view is closed).
     OpenView,
+    /// A rollback under way needs it (its target, or the state before).
+    Rollback,
 }
 
 impl Reason {
@@ -261,6 +263,7 @@ impl Reason {
             Reason::Within => "within",
             Reason::Label => "label",
             Reason::OpenView => "open-view",
+            Reason::Rollback => "rollback",
         }
     }
 }

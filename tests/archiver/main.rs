@@ -9,6 +9,7 @@ mod capacity;
 #[path = "../common/mod.rs"]
 mod common;
 mod crash;
+mod history;
 mod objects;
 mod prune;
 mod shipping;

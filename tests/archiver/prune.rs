@@ -8,7 +8,7 @@
 //! sharing one store; the archiver's automatic prune.
 
 use super::common::dump;
-use super::workload::{Work, drained, listed_ids, primary_seqs, tiny_policy, wait_until};
+use super::workload::{Work, drained, listed_ids, primary_seqs, tiny_policy, wait_until, written};
 use lsvfs::View;
 use lsvfs::disk::Disk;
 use lsvfs::fs::Fs;
@@ -25,20 +25,6 @@ use std::time::Duration;
 
 fn disk() -> Arc<dyn Disk> {
     lsvfs::disk::real()
-}
-
-/// A volume made with `policy` in `dir` and written: `ops` random steps
-/// and a last sync point, archived; still open.
-fn written(dir: &Path, policy: &Policy, seed: u64, ops: usize) -> (Fs, Work) {
-    Volume::create(dir, policy).unwrap();
-    let fs = Fs::new(Volume::open(dir).unwrap()).unwrap();
-    let mut work = Work::new(seed);
-    for _ in 0..ops {
-        work.step(&fs).unwrap();
-    }
-    work.point(&fs);
-    drained(&fs);
-    (fs, work)
 }
 
 /// A closed volume with history: `work` knows what each sync point shows.

@@ -226,3 +226,17 @@ pub fn drained(fs: &Fs) {
         fs.volume().status().waiting_for_archive == 0
     });
 }
+
+/// A volume made with `policy` in `dir` and written: `ops` random steps
+/// and a last sync point, archived; still open.
+pub fn written(dir: &Path, policy: &Policy, seed: u64, ops: usize) -> (Fs, Work) {
+    Volume::create(dir, policy).unwrap();
+    let fs = Fs::new(Volume::open(dir).unwrap()).unwrap();
+    let mut work = Work::new(seed);
+    for _ in 0..ops {
+        work.step(&fs).unwrap();
+    }
+    work.point(&fs);
+    drained(&fs);
+    (fs, work)
+}

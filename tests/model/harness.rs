@@ -9,7 +9,9 @@ use super::ops::{Op, agrees};
 use super::reference::{Model, Snapshot};
 use lsvfs::disk::{Disk, OpenMode, Sim};
 use lsvfs::fs::Fs;
+use lsvfs::rollback;
 use lsvfs::store::{BackingStore, Memory};
+use lsvfs::view::Selector;
 use lsvfs::volume::{OpenOptions, Volume};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
@@ -42,6 +44,8 @@ pub struct Harness {
     model: Model,
     /// Model copies taken at each sync point, by id.
     points: BTreeMap<u64, Snapshot>,
+    /// The models themselves, for rollbacks (acknowledged points only).
+    models: BTreeMap<u64, Model>,
     /// Model states since the last durable point; index 0 is durable.
     since_durable: Vec<Model>,
     /// The model at a sync point asked for but not acknowledged when the
@@ -81,6 +85,7 @@ impl Harness {
             handles: Vec::new(),
             model: Model::new(false),
             points: BTreeMap::new(),
+            models: BTreeMap::new(),
             since_durable: Vec::new(),
             unacked_point: None,
             armed: false,
@@ -140,9 +145,12 @@ impl Harness {
     /// Runs one operation, and recovers if the power went off during it.
     pub fn run(&mut self, op: &Op) -> Result<(), TestCaseError> {
         let step = match op {
-            Op::SyncPoint | Op::Fsync | Op::Reopen | Op::Crash { .. } | Op::PowerLoss { .. } => {
-                self.control(op)?
-            }
+            Op::SyncPoint
+            | Op::Fsync
+            | Op::Reopen
+            | Op::Crash { .. }
+            | Op::PowerLoss { .. }
+            | Op::Rollback { .. } => self.control(op)?,
             _ => {
                 self.apply(op)?;
                 self.since_durable.push(self.model.clone());
@@ -185,6 +193,7 @@ impl Harness {
                 match self.fs().volume().sync_point("model", "test") {
                     Ok(p) => {
                         self.points.insert(p.info.id, want);
+                        self.models.insert(p.info.id, self.model.clone());
                         self.durable_now();
                     }
                     Err(_) if self.off() => self.unacked_point = Some(want),
@@ -229,8 +238,57 @@ impl Harness {
                     self.armed = true;
                 }
             }
+            Op::Rollback { to, halt } => return self.rollback(to, halt),
             _ => unreachable!("not a control operation"),
         }
+        Ok(Step::Done)
+    }
+
+    /// Rolls the closed volume back to a sync point, halted part way if
+    /// `halt` says so: after the next open the live volume equals the
+    /// model at that sync point, a new sync point equals the model just
+    /// before, and every other sync point is as it was.
+    fn rollback(&mut self, to: usize, halt: Option<u8>) -> Result<Step, TestCaseError> {
+        // Not while a power cut is due: the cut would hit the model's
+        // bookkeeping of which state came back.
+        if self.armed || self.models.is_empty() {
+            return Ok(Step::Done);
+        }
+        let id = *self.models.keys().nth(to % self.models.len()).unwrap();
+        let vol = self.fs.take().unwrap().into_volume();
+        let before = self.model.closed();
+        let options = rollback::Options {
+            halt_after: halt.map(usize::from),
+            ..Default::default()
+        };
+        match rollback::rollback(&vol, &Selector::Id(id), &options) {
+            Ok(_) => engine!(self, vol.close()),
+            Err(lsvfs::Error::Halted) => drop(vol.crash()),
+            Err(e) => return Err(TestCaseError::fail(format!("rollback to {id}: {e}"))),
+        }
+        let vol = engine!(self, self.open());
+        let label = format!("before-rollback-to-{id}");
+        for p in vol.sync_points().unwrap() {
+            if p.info.label == label && !self.points.contains_key(&p.info.id) {
+                let snapshot = Snapshot {
+                    inodes: None,
+                    ..before.snapshot()
+                };
+                self.points.insert(p.info.id, snapshot);
+                self.models.insert(p.info.id, before.clone());
+            }
+        }
+        // Stopped before its intent was recorded, the rollback is undone:
+        // the volume is as before (with the "before" sync point).
+        let next = self.model.next;
+        self.model = match halt {
+            Some(1) => before,
+            _ => self.models[&id].closed(),
+        };
+        self.model.next = self.model.next.max(next);
+        self.serve(vol)?;
+        self.durable_now();
+        self.check_points()?;
         Ok(Step::Done)
     }
 

@@ -139,6 +139,13 @@ pub enum Op {
     PowerLoss {
         after: u16,
     },
+    /// Closes the volume and rolls it back to one of the sync points taken
+    /// (chosen by `to`); with `halt`, the rollback stops after that many
+    /// of its changes as a crash would, and the next open completes it.
+    Rollback {
+        to: usize,
+        halt: Option<u8>,
+    },
 }
 
 /// An operation resolved against the model: paths instead of indices.
@@ -374,6 +381,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         1 => (any::<bool>(), any::<u8>(), any::<bool>())
             .prop_map(|(tear, at, zeros)| Op::Crash { tear, at, zeros }),
+        1 => (any::<usize>(), proptest::option::of(1..6u8))
+            .prop_map(|(to, halt)| Op::Rollback { to, halt }),
     ]
 }
 

@@ -81,9 +81,12 @@ impl Model {
             Op::RemoveXattr { .. } => self.xattr(op),
             Op::Open { .. } | Op::HandleWrite { .. } | Op::HandleRead { .. } => self.handle(op),
             Op::Release { .. } => self.handle(op),
-            Op::SyncPoint | Op::Fsync | Op::Reopen | Op::Crash { .. } | Op::PowerLoss { .. } => {
-                None
-            }
+            Op::SyncPoint
+            | Op::Fsync
+            | Op::Reopen
+            | Op::Crash { .. }
+            | Op::PowerLoss { .. }
+            | Op::Rollback { .. } => None,
         }
     }
 
