@@ -34,7 +34,6 @@ use crate::format::{DecodeError, InodeAttrs, ORPHANS_INO, Record};
 use crate::index::Index;
 use crate::layout;
 use crate::log::segment::fsync_dir;
-use crate::tree::Tree;
 use crate::view::{Selector, View};
 use crate::volume::Volume;
 use serde::Serialize;
@@ -71,7 +70,7 @@ pub struct Report {
     pub modified: u64,
     /// Directory entries put back or removed.
     pub entries: u64,
-    /// Data blocks rewritten, and their bytes (dry: full blocks).
+    /// Data blocks rewritten, and their bytes.
     pub blocks: u64,
     pub data_bytes: u64,
     /// Segment bytes appended (0 when dry).
@@ -169,8 +168,6 @@ fn apply(vol: &Volume, view: &View, write: Option<Option<usize>>) -> Result<Repo
             b.halt_after = halt;
             b
         }),
-        target: &cmp.old,
-        block_size: view.block_size as u64,
     };
     let dirents = cmp.dirents();
     for (name, _) in orphans {
@@ -247,28 +244,32 @@ fn inode(cmp: &Cmp, ino: u64, out: &mut Out, report: &mut Report) -> Result<bool
         };
         out.add(record)?;
     }
-    // Blocks written since are compared by their bytes too: a block put
-    // back as it was (by an earlier rollback) is not written again.
-    let differ = cmp.blocks(ino, true, false)?;
-    changed |= !differ.is_empty();
+    // Blocks at other positions are compared by their bytes, read run by
+    // run: one put back as it was (by an earlier rollback) stays.
+    let differ = cmp.blocks(ino, false, false)?;
     // A block the target lacks goes with a truncate, which takes every
     // block from it on: those the target has are written again.
     let cut = differ
         .iter()
         .copied()
         .find(|&b| cmp.old.index.block_lsn(ino, b).is_none());
-    let mut rewrite: Vec<u64> = differ;
+    let mut compare = differ;
     if let Some(from) = cut {
+        changed = true;
         out.add(Record::Truncate {
             ino,
             from_block: from,
         })?;
-        rewrite.retain(|&b| b < from);
-        rewrite.extend(blocks_from(cmp.old.index, ino, from));
+        compare.retain(|&b| b < from);
+        out.blocks(
+            cmp,
+            report,
+            ino,
+            &blocks_from(cmp.old.index, ino, from),
+            false,
+        )?;
     }
-    for block in rewrite {
-        out.block(report, ino, block)?;
-    }
+    changed |= out.blocks(cmp, report, ino, &compare, true)? > 0;
     report.modified += changed as u64;
     Ok(false)
 }
@@ -297,17 +298,13 @@ fn whole_inode(
         };
         out.add(record)?;
     }
-    for block in blocks_from(cmp.old.index, ino, 0) {
-        out.block(report, ino, block)?;
-    }
+    out.blocks(cmp, report, ino, &blocks_from(cmp.old.index, ino, 0), false)?;
     Ok(())
 }
 
 /// Where a rollback's records go: a batch, or (dry) nowhere but counts.
 struct Out<'a> {
     batch: Option<Batch<'a>>,
-    target: &'a Tree<'a, Index>,
-    block_size: u64,
 }
 
 impl Out<'_> {
@@ -318,21 +315,61 @@ impl Out<'_> {
         }
     }
 
-    /// Block `block` of `ino` as the target has it.
-    fn block(&mut self, report: &mut Report, ino: u64, block: u64) -> Result<()> {
-        report.blocks += 1;
-        let Some(batch) = &mut self.batch else {
-            report.data_bytes += self.block_size;
-            return Ok(());
-        };
-        let bytes = self.target.read_block(ino, block)?.ok_or_else(|| {
-            Error::Inconsistent(format!(
-                "block {block} of inode {ino} vanished from its view"
-            ))
-        })?;
-        report.data_bytes += bytes.len() as u64;
-        batch.add(Record::Data { ino, block, bytes })
+    /// Blocks `blocks` (ascending) of `ino` as the target has them; with
+    /// `compare`, only those whose bytes differ from the live volume's.
+    /// Returns how many differ. Read run by run, also when dry.
+    fn blocks(
+        &mut self,
+        cmp: &Cmp,
+        report: &mut Report,
+        ino: u64,
+        blocks: &[u64],
+        compare: bool,
+    ) -> Result<u64> {
+        let mut differ = 0;
+        for range in ranges(blocks) {
+            let mut live = std::collections::HashMap::new();
+            if compare {
+                cmp.new
+                    .for_each_block(ino, range.start, range.end, |b, _, v| {
+                        live.insert(b, v.to_vec());
+                        Ok(())
+                    })?;
+            }
+            let batch = &mut self.batch;
+            cmp.old
+                .for_each_block(ino, range.start, range.end, |block, _, v| {
+                    if compare && live.get(&block).is_some_and(|l| l == v) {
+                        return Ok(());
+                    }
+                    differ += 1;
+                    report.blocks += 1;
+                    report.data_bytes += v.len() as u64;
+                    match batch {
+                        Some(b) => b.add(Record::Data {
+                            ino,
+                            block,
+                            bytes: v.to_vec(),
+                        }),
+                        None => Ok(()),
+                    }
+                })?;
+        }
+        Ok(differ)
     }
+}
+
+/// Ascending blocks as ranges of consecutive ones, at most 256 blocks
+/// each (what one read may take).
+fn ranges(blocks: &[u64]) -> Vec<std::ops::Range<u64>> {
+    let mut out: Vec<std::ops::Range<u64>> = Vec::new();
+    for &b in blocks {
+        match out.last_mut() {
+            Some(r) if r.end == b && r.end - r.start < 256 => r.end += 1,
+            _ => out.push(b..b + 1),
+        }
+    }
+    out
 }
 
 /// Counts changes for [`Options::halt_after`].

@@ -87,10 +87,32 @@ impl<I: IndexAccess> Tree<'_, I> {
         let len = (end - offset) as usize;
         // Filled in file order; only holes are zeroed.
         let mut out = Vec::with_capacity(len);
+        let bs = self.index.with_index(|i| i.block_size() as u64);
+        self.for_each_block(ino, offset / bs, end.div_ceil(bs), |block, lsn, value| {
+            // block < end.div_ceil(bs), so this fits; checked all the same.
+            let at = block
+                .checked_mul(bs)
+                .ok_or_else(|| corrupt(lsn)(DecodeError::Invalid("data block number")))?;
+            put_block(&mut out, offset, end, at, value);
+            Ok(())
+        })?;
+        out.resize(len, 0);
+        Ok(out)
+    }
+
+    /// Calls `f` with each stored block of `ino` in `[first, end)`, in
+    /// order, as (block, position, bytes): one read per run of blocks
+    /// stored side by side.
+    pub fn for_each_block(
+        &self,
+        ino: u64,
+        first: u64,
+        end: u64,
+        mut f: impl FnMut(u64, Lsn, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let (bs, stride, runs) = self.index.with_index(|i| {
-            let bs = i.block_size() as u64;
-            let runs = i.block_runs(ino, offset / bs, end.div_ceil(bs));
-            (bs, i.stride() as usize, runs)
+            let runs = i.block_runs(ino, first, end);
+            (i.block_size() as usize, i.stride() as usize, runs)
         });
         for run in runs {
             let bytes = self.segments.read(run.lsn, run.count as usize * stride)?;
@@ -105,19 +127,14 @@ impl<I: IndexAccess> Tree<'_, I> {
                 key[..8].copy_from_slice(&ino.to_le_bytes());
                 key[8..].copy_from_slice(&block.to_le_bytes());
                 let view = expect(&bytes[pos..], lsn, Kind::Data, &key)?;
-                if view.value.len() as u64 > bs {
+                if view.value.len() > bs {
                     return Err(corrupt(lsn)(DecodeError::Invalid("data block too long")));
                 }
                 pos += view.header.len as usize;
-                // block < end.div_ceil(bs), so this fits; checked all the same.
-                let at = block
-                    .checked_mul(bs)
-                    .ok_or_else(|| corrupt(lsn)(DecodeError::Invalid("data block number")))?;
-                put_block(&mut out, offset, end, at, view.value);
+                f(block, lsn, view.value)?;
             }
         }
-        out.resize(len, 0);
-        Ok(out)
+        Ok(())
     }
 
     /// Whether any block of `ino` in `[first, end)` is stored.

@@ -115,12 +115,12 @@ fn print_rollback(dir: &Path, r: &Report, dry_run: bool, seconds: f64) {
         );
         return;
     }
-    let (verb, data) = match dry_run {
-        true => ("would roll", "about "),
-        false => ("rolled", ""),
+    let verb = match dry_run {
+        true => "would roll",
+        false => "rolled",
     };
     println!(
-        "{verb} {} back to sync point {}: inodes {} restored, {} removed, {} modified; {} directory entries; {} blocks ({data}{} bytes) rewritten, {} bytes appended, in {seconds:.2} s",
+        "{verb} {} back to sync point {}: inodes {} restored, {} removed, {} modified; {} directory entries; {} blocks ({} bytes) rewritten, {} bytes appended, in {seconds:.2} s",
         dir.display(),
         r.target,
         r.restored,
