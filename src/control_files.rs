@@ -16,6 +16,8 @@ pub const STATS_FILE: &str = "stats";
 pub const STATUS_FILE: &str = "status";
 /// The views of every sync point, as read-only directories.
 pub const SYNC_POINTS_DIR: &str = "sync-points";
+/// Restores from a sync point (see [`crate::restore::Request`]).
+pub const RESTORE_FILE: &str = "restore";
 
 /// Why a label written to the sync-point file is refused (EINVAL).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

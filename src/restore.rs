@@ -15,11 +15,12 @@ use crate::format::{FileKind, InodeAttrs, ROOT_INO};
 use crate::fs::{Fs, FsError, FsResult, Owner, SetAttrs, XattrMode};
 use crate::index::Index;
 use crate::tree::Tree;
+use crate::view::Selector;
 use crate::view::View;
 use serde::Serialize;
 use std::collections::HashMap;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Options {
     /// Restore each path at DEST/PATH instead of in place.
     pub under: Option<String>,
@@ -27,8 +28,20 @@ pub struct Options {
     pub overwrite: bool,
 }
 
+/// A restore asked of a mount's daemon through `.lsvfs/restore`: one
+/// JSON object written in one write; the answer, read back on the same
+/// handle, is one JSON line, `{"report": ...}` or `{"error": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Request {
+    /// The sync point: its id, its label, or a UTC time.
+    pub at: String,
+    pub paths: Vec<String>,
+    #[serde(flatten)]
+    pub options: Options,
+}
+
 /// What a restore wrote.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Report {
     /// Files, symlinks and special files made (hard links count once).
     pub files: u64,
@@ -37,6 +50,20 @@ pub struct Report {
     /// Existing files replaced (with `overwrite`).
     pub replaced: u64,
     pub data_bytes: u64,
+    /// The sync point restored from.
+    pub sync_point: u64,
+    /// Every name made or replaced, as (live directory, name): what a
+    /// mount's kernel may cache wrongly (a negative or stale entry).
+    #[serde(skip)]
+    pub names: Vec<(u64, Vec<u8>)>,
+}
+
+/// Restores `paths` of the sync point `at` names into the live volume
+/// `fs`, holding a view of it (and its lease) meanwhile.
+pub fn restore_at(fs: &Fs, at: &Selector, paths: &[String], options: &Options) -> FsResult<Report> {
+    let id = at.resolve(&fs.volume().sync_points()?)?.info.id;
+    let view = fs.volume().view(id)?;
+    restore(fs, &view, paths, options)
 }
 
 /// The parts of a path relative to the volume's root (`/a/b` or `a/b`).
@@ -77,7 +104,10 @@ pub fn restore(fs: &Fs, view: &View, paths: &[String], options: &Options) -> FsR
         fs,
         tree,
         links: HashMap::new(),
-        report: Report::default(),
+        report: Report {
+            sync_point: view.point.info.id,
+            ..Report::default()
+        },
         overwrite: options.overwrite,
     };
     if !options.overwrite {
@@ -175,6 +205,7 @@ impl Restorer<'_> {
                         None => (0o755, crate::fs::ROOT_OWNER),
                     };
                     self.report.dirs += 1;
+                    self.report.names.push((at, name.as_bytes().to_vec()));
                     let made =
                         self.fs
                             .mknod(at, name.as_bytes(), FileKind::Directory, mode, owner, 0)?;
@@ -208,6 +239,7 @@ impl Restorer<'_> {
             }
             self.report.replaced += 1;
         }
+        self.report.names.push((parent, name.to_vec()));
         if let Some(&live) = self.links.get(&ino) {
             self.report.links += 1;
             self.fs.link(live, parent, name)?;

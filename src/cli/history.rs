@@ -4,6 +4,7 @@
 use super::sync_point::volume_of;
 use crate::changes::{Compare, Touched};
 use crate::diff::{Change, Entry, diff};
+use crate::restore::{Report as RestoreReport, Request, restore_at};
 use crate::rollback::{Options, Report, rollback};
 use crate::view::{Selector, View};
 use crate::volume::Volume;
@@ -146,41 +147,55 @@ fn print_rollback(dir: &Path, r: &Report, dry_run: bool, seconds: f64) {
     }
 }
 
-/// `lsvfs restore VOLUME --at SYNC PATH... [--to DEST] [--overwrite]`.
-pub fn restore_cmd(
-    path: &Path,
-    at: &str,
-    paths: &[String],
-    options: &crate::restore::Options,
-) -> Result<()> {
+/// `lsvfs restore VOLUME|MOUNTPOINT --at SYNC PATH... [--to DEST]
+/// [--overwrite]`: on a mounted volume the mount's daemon restores (the
+/// request goes through `.lsvfs/restore`), else this process does.
+pub fn restore_cmd(path: &Path, request: &Request) -> Result<()> {
     let dir = volume_of(path)?;
-    if let Some(m) = crate::fuse::mounts().into_iter().find(|m| m.volume == dir) {
-        anyhow::bail!(
-            "{} is mounted at {}; restore works on an unmounted volume for now: unmount it, or copy from the view (cp -a {}/.lsvfs/sync-points/SYNC/PATH ...)",
-            dir.display(),
-            m.mountpoint.display(),
-            m.mountpoint.display()
-        );
-    }
     let started = Instant::now();
-    let fs = crate::fs::Fs::new(Volume::open(&dir)?)?;
-    let id = Selector::parse(at)
-        .resolve(&fs.volume().sync_points()?)?
-        .info
-        .id;
-    let view = fs.volume().view(id)?;
-    let report = crate::restore::restore(&fs, &view, paths, options)
-        .with_context(|| format!("cannot restore from sync point {id}"))?;
-    drop(view);
-    fs.into_volume().close()?;
+    let report = match crate::fuse::mounts().into_iter().find(|m| m.volume == dir) {
+        Some(m) => restore_mounted(&m.mountpoint, request)?,
+        None => {
+            let fs = crate::fs::Fs::new(Volume::open(&dir)?)?;
+            let at = Selector::parse(&request.at);
+            let report = restore_at(&fs, &at, &request.paths, &request.options)
+                .with_context(|| format!("cannot restore from {}", request.at))?;
+            fs.into_volume().close()?;
+            report
+        }
+    };
     println!(
-        "restored {} files, {} hard links, {} directories ({} bytes; {} files replaced) from sync point {id} in {:.2} s",
+        "restored {} files, {} hard links, {} directories ({} bytes; {} files replaced) from sync point {} in {:.2} s",
         report.files,
         report.links,
         report.dirs,
         report.data_bytes,
         report.replaced,
+        report.sync_point,
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// Asks the daemon of the mount at `mountpoint` to restore.
+fn restore_mounted(mountpoint: &Path, request: &Request) -> Result<RestoreReport> {
+    use crate::control_files::{CONTROL_DIR, RESTORE_FILE};
+    use std::io::{Read, Write};
+    let path = mountpoint.join(CONTROL_DIR).join(RESTORE_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(&serde_json::to_vec(request)?)
+        .with_context(|| format!("restore through {} failed", path.display()))?;
+    let mut answer = String::new();
+    file.read_to_string(&mut answer)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut value: serde_json::Value = serde_json::from_str(&answer)
+        .with_context(|| format!("{} gave no answer", path.display()))?;
+    if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
+        anyhow::bail!("cannot restore from {}: {e}", request.at);
+    }
+    Ok(serde_json::from_value(value["report"].take())?)
 }

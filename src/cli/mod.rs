@@ -376,11 +376,13 @@ enum Command {
     /// merged into; an existing file is replaced only with --overwrite
     /// (without it, nothing changes and every clash is named). The bytes
     /// are copied inside the engine (from primary storage, or from the
-    /// backing store through the frame cache), not through a mount. The
-    /// volume must not be mounted (copy from the view with cp there).
+    /// backing store through the frame cache), never through the mount: on
+    /// a mounted volume its daemon does the restore (asked through
+    /// .lsvfs/restore) and drops the names it made from the kernel's cache.
     ///
-    /// Example: lsvfs restore /var/lib/lsvfs/pg --at "before upgrade" base/16384/2619
+    /// Example: lsvfs restore /srv/pg --at "before upgrade" pgdata/base/16384/2619 --to /restored
     Restore {
+        /// A volume directory, or the mount point of a mounted one.
         volume: PathBuf,
         /// The sync point: its id, its label, or a UTC time.
         #[arg(long, value_name = "SYNC")]
@@ -652,11 +654,13 @@ fn dispatch(command: Command) -> Result<()> {
             overwrite,
         } => history::restore_cmd(
             &volume,
-            &at,
-            &paths,
-            &crate::restore::Options {
-                under: to,
-                overwrite,
+            &crate::restore::Request {
+                at,
+                paths,
+                options: crate::restore::Options {
+                    under: to,
+                    overwrite,
+                },
             },
         ),
         Command::Diff { volume, a, b, json } => history::diff_cmd(&volume, &a, b.as_deref(), json),

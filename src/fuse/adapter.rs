@@ -6,7 +6,7 @@
 //! `changes.rs`.
 
 use super::caller::{groups_of, owner};
-use super::control_nodes::{Control, ControlNode, SYNC_POINTS_INO};
+use super::control_nodes::{Control, ControlHandle, ControlNode, SYNC_POINTS_INO};
 use super::handles::{Handle, Handles};
 use super::reply::{self, TTL, errno, file_attr, time_or_now, xattr_names};
 use super::route::{Route, route};
@@ -356,6 +356,8 @@ impl Filesystem for Adapter {
     ) {
         let r = match route(ino.0) {
             Route::Control(_) => match self.handles.control(fh) {
+                // A restore changes the live volume: not on a read-only mount.
+                Ok(ControlHandle::Restore(_)) if self.read_only => Err(errno(FsError::ReadOnly)),
                 Ok(handle) => return self.control.write(req, &handle, data, reply),
                 Err(e) => Err(e),
             },

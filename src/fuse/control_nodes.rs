@@ -4,14 +4,15 @@
 
 use super::reply::{TTL, file_attr};
 use crate::control_files::{
-    self, CONTROL_DIR, Gauges, Metrics, Op, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
+    self, CONTROL_DIR, Gauges, Metrics, Op, RESTORE_FILE, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
     SYNC_POINTS_DIR,
 };
 use crate::format::{FileKind, InodeAttrs};
 use crate::fs::{Entry, Fs};
 use crate::volume::ROOT_INO;
-use fuser::{Errno, FileAttr, FopenFlags, ReplyWrite, Request};
-use std::sync::{Arc, Mutex};
+use fuser::{Errno, FileAttr, FopenFlags, Notifier, ReplyWrite, Request};
+use std::os::unix::ffi::OsStrExt;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Inode numbers of the control nodes, far above any the volume hands out.
@@ -21,6 +22,7 @@ const STATS_INO: u64 = DIR_INO + 2;
 const STATUS_INO: u64 = DIR_INO + 3;
 /// `.lsvfs/sync-points`: its entries are views (see `sync_points.rs`).
 pub const SYNC_POINTS_INO: u64 = DIR_INO + 4;
+const RESTORE_INO: u64 = DIR_INO + 5;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlNode {
@@ -29,6 +31,7 @@ pub enum ControlNode {
     Stats,
     Status,
     SyncPoints,
+    Restore,
 }
 
 /// Per-handle state of an open control file.
@@ -38,6 +41,9 @@ pub enum ControlHandle {
     /// much of it has been read: the write moved the file offset past the
     /// label, so reads go by this cursor, not by the offset.
     SyncPoint(Arc<Mutex<Answer>>),
+    /// The answer of the last restore this handle asked for, read the same
+    /// way.
+    Restore(Arc<Mutex<Answer>>),
     /// The metrics or the status as rendered when the file was opened.
     Snapshot(Arc<Vec<u8>>),
 }
@@ -62,6 +68,7 @@ pub fn node(ino: u64) -> Option<ControlNode> {
         STATS_INO => Some(ControlNode::Stats),
         STATUS_INO => Some(ControlNode::Status),
         SYNC_POINTS_INO => Some(ControlNode::SyncPoints),
+        RESTORE_INO => Some(ControlNode::Restore),
         _ => None,
     }
 }
@@ -71,7 +78,7 @@ impl ControlHandle {
     /// (`head` seeks back); the sync-point file reads by its own cursor.
     pub fn open_flags(&self) -> FopenFlags {
         match self {
-            ControlHandle::SyncPoint(_) => {
+            ControlHandle::SyncPoint(_) | ControlHandle::Restore(_) => {
                 FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE
             }
             ControlHandle::Snapshot(_) => FopenFlags::FOPEN_DIRECT_IO,
@@ -80,7 +87,7 @@ impl ControlHandle {
 
     pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
         match self {
-            ControlHandle::SyncPoint(answer) => {
+            ControlHandle::SyncPoint(answer) | ControlHandle::Restore(answer) => {
                 let mut a = answer.lock().unwrap_or_else(|p| p.into_inner());
                 let out = slice(&a.line, a.read, size);
                 a.read += out.len();
@@ -95,11 +102,24 @@ pub struct Control {
     fs: Arc<Fs>,
     metrics: Arc<Metrics>,
     owner: u32,
+    /// Tells the kernel which of its cached names a restore changed; set
+    /// once the session exists.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl Control {
     pub fn new(fs: Arc<Fs>, metrics: Arc<Metrics>, owner: u32) -> Self {
-        Control { fs, metrics, owner }
+        Control {
+            fs,
+            metrics,
+            owner,
+            notifier: Arc::default(),
+        }
+    }
+
+    /// Where the mount puts its session's notifier.
+    pub fn notifier(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
     }
 
     pub fn owner(&self) -> u32 {
@@ -119,6 +139,7 @@ impl Control {
             (ControlNode::Dir, STATS_FILE) => Some(ControlNode::Stats),
             (ControlNode::Dir, STATUS_FILE) => Some(ControlNode::Status),
             (ControlNode::Dir, SYNC_POINTS_DIR) => Some(ControlNode::SyncPoints),
+            (ControlNode::Dir, RESTORE_FILE) => Some(ControlNode::Restore),
             _ => None,
         }
     }
@@ -136,6 +157,7 @@ impl Control {
             ControlNode::Stats => STATS_INO,
             ControlNode::Status => STATUS_INO,
             ControlNode::SyncPoints => SYNC_POINTS_INO,
+            ControlNode::Restore => RESTORE_INO,
         }
     }
 
@@ -143,7 +165,7 @@ impl Control {
         let (kind, mode) = match node {
             ControlNode::Dir => (FileKind::Directory, 0o700),
             ControlNode::SyncPoints => (FileKind::Directory, 0o500),
-            ControlNode::SyncPoint => (FileKind::Regular, 0o600),
+            ControlNode::SyncPoint | ControlNode::Restore => (FileKind::Regular, 0o600),
             ControlNode::Stats | ControlNode::Status => (FileKind::Regular, 0o400),
         };
         let mut a = InodeAttrs::new(kind, mode, self.owner, 0);
@@ -165,6 +187,7 @@ impl Control {
                 entry(STATS_FILE, STATS_INO, FileKind::Regular),
                 entry(STATUS_FILE, STATUS_INO, FileKind::Regular),
                 entry(SYNC_POINTS_DIR, SYNC_POINTS_INO, FileKind::Directory),
+                entry(RESTORE_FILE, RESTORE_INO, FileKind::Regular),
             ],
             ControlNode::SyncPoints => vec![
                 entry(".", SYNC_POINTS_INO, FileKind::Directory),
@@ -188,6 +211,7 @@ impl Control {
         match node {
             ControlNode::Dir | ControlNode::SyncPoints => Err(Errno::EISDIR),
             ControlNode::SyncPoint => Ok(ControlHandle::SyncPoint(Arc::default())),
+            ControlNode::Restore => Ok(ControlHandle::Restore(Arc::default())),
             ControlNode::Stats => Ok(ControlHandle::Snapshot(Arc::new(
                 self.metrics.render(&self.gauges()).into_bytes(),
             ))),
@@ -231,8 +255,10 @@ impl Control {
     /// (crash-consistent: for a database, everything it had fsynced);
     /// `lsvfs sync-point` flushes the mount itself first.
     pub fn write(&self, req: &Request, handle: &ControlHandle, data: &[u8], reply: ReplyWrite) {
-        let ControlHandle::SyncPoint(answer) = handle else {
-            return reply.error(Errno::EBADF);
+        let answer = match handle {
+            ControlHandle::SyncPoint(answer) => answer,
+            ControlHandle::Restore(answer) => return self.restore(data, answer, reply),
+            ControlHandle::Snapshot(_) => return reply.error(Errno::EBADF),
         };
         let label = match control_files::parse_label(data) {
             Ok(l) => l,
@@ -259,5 +285,48 @@ impl Control {
                 reply.error(Errno::EIO);
             }
         }
+    }
+
+    /// A restore request written to `.lsvfs/restore`: done here, in the
+    /// engine (the bytes never pass through the mount), then the names it
+    /// made are dropped from the kernel's cache. The answer, a success or
+    /// the error's text, is read back on the same handle.
+    fn restore(&self, data: &[u8], answer: &Mutex<Answer>, reply: ReplyWrite) {
+        let request: crate::restore::Request = match serde_json::from_slice(data) {
+            Ok(r) => r,
+            Err(e) => {
+                log::info!("restore refused: {e}");
+                return reply.error(Errno::EINVAL);
+            }
+        };
+        let at = crate::view::Selector::parse(&request.at);
+        let line = match crate::restore::restore_at(&self.fs, &at, &request.paths, &request.options)
+        {
+            Ok(report) => {
+                log::info!(
+                    "restored {:?} from sync point {}",
+                    request.paths,
+                    report.sync_point
+                );
+                if let Some(n) = self.notifier.get() {
+                    for (parent, name) in &report.names {
+                        let name = std::ffi::OsStr::from_bytes(name);
+                        if let Err(e) = n.inval_entry(fuser::INodeNo(*parent), name) {
+                            log::debug!("cannot drop a cached name: {e}");
+                        }
+                    }
+                }
+                serde_json::json!({ "report": report })
+            }
+            Err(e) => {
+                log::warn!("restore of {:?} failed: {e}", request.paths);
+                serde_json::json!({ "error": e.to_string() })
+            }
+        };
+        *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
+            line: format!("{line}\n").into_bytes(),
+            read: 0,
+        };
+        reply.written(data.len() as u32);
     }
 }

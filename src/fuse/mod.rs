@@ -231,6 +231,7 @@ pub fn serve(
     // SAFETY: geteuid has no preconditions.
     let owner = unsafe { libc::geteuid() };
     let control = Control::new(fs.clone(), metrics.clone(), owner);
+    let notifier = control.notifier();
     let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
 
     let config = mount_config(
@@ -245,6 +246,7 @@ pub fn serve(
             path: mountpoint.clone(),
             source,
         })?;
+    let _ = notifier.set(session.notifier());
     spawn_signal_thread(signals, mountpoint.clone());
     log::info!("{} mounted on {}", volume.display(), mountpoint.display());
     ready();
