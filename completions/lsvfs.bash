@@ -28,6 +28,12 @@ _lsvfs() {
             lsvfs,diff)
                 cmd="lsvfs__subcmd__diff"
                 ;;
+            lsvfs,export)
+                cmd="lsvfs__subcmd__export"
+                ;;
+            lsvfs,freeze)
+                cmd="lsvfs__subcmd__freeze"
+                ;;
             lsvfs,help)
                 cmd="lsvfs__subcmd__help"
                 ;;
@@ -58,6 +64,9 @@ _lsvfs() {
             lsvfs,sync-points)
                 cmd="lsvfs__subcmd__sync__subcmd__points"
                 ;;
+            lsvfs,thaw)
+                cmd="lsvfs__subcmd__thaw"
+                ;;
             lsvfs,unmount)
                 cmd="lsvfs__subcmd__unmount"
                 ;;
@@ -78,6 +87,12 @@ _lsvfs() {
                 ;;
             lsvfs__subcmd__help,diff)
                 cmd="lsvfs__subcmd__help__subcmd__diff"
+                ;;
+            lsvfs__subcmd__help,export)
+                cmd="lsvfs__subcmd__help__subcmd__export"
+                ;;
+            lsvfs__subcmd__help,freeze)
+                cmd="lsvfs__subcmd__help__subcmd__freeze"
                 ;;
             lsvfs__subcmd__help,help)
                 cmd="lsvfs__subcmd__help__subcmd__help"
@@ -109,6 +124,9 @@ _lsvfs() {
             lsvfs__subcmd__help,sync-points)
                 cmd="lsvfs__subcmd__help__subcmd__sync__subcmd__points"
                 ;;
+            lsvfs__subcmd__help,thaw)
+                cmd="lsvfs__subcmd__help__subcmd__thaw"
+                ;;
             lsvfs__subcmd__help,unmount)
                 cmd="lsvfs__subcmd__help__subcmd__unmount"
                 ;;
@@ -125,7 +143,7 @@ _lsvfs() {
 
     case "${cmd}" in
         lsvfs)
-            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point status sync-points verify set pin unpin prune rollback restore diff help"
+            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point freeze thaw status sync-points verify set pin unpin prune rollback restore export diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -270,8 +288,64 @@ _lsvfs() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        lsvfs__subcmd__export)
+            opts="-o -v -q -h --at --since --output --format --volume --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --at)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --since)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "tar" -- "${cur}"))
+                    return 0
+                    ;;
+                --volume)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__freeze)
+            opts="-v -q -h --timeout --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         lsvfs__subcmd__help)
-            opts="create clone demo mount unmount sync-point status sync-points verify set pin unpin prune rollback restore diff help"
+            opts="create clone demo mount unmount sync-point freeze thaw status sync-points verify set pin unpin prune rollback restore export diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -327,6 +401,34 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help__subcmd__diff)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__export)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__freeze)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -467,6 +569,20 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help__subcmd__sync__subcmd__points)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__thaw)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -705,13 +821,25 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__sync__subcmd__point)
-            opts="-v -q -h --label --no-flush --verbose --quiet --help"
+            opts="-v -q -h --label --no-flush --freeze --exec-before --exec-after --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --label)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --freeze)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exec-before)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --exec-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -733,6 +861,20 @@ _lsvfs() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__thaw)
+            opts="-v -q -h --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -16,6 +16,39 @@ pub const STATS_FILE: &str = "stats";
 pub const STATUS_FILE: &str = "status";
 /// The views of every sync point, as read-only directories.
 pub const SYNC_POINTS_DIR: &str = "sync-points";
+/// Freezes and thaws the mount: `freeze [SECONDS]` or `thaw`.
+pub const FREEZE_FILE: &str = "freeze";
+/// How long a freeze lasts unless thawed or given another timeout.
+pub const FREEZE_DEFAULT_S: u64 = 30;
+/// The longest freeze: an hour.
+pub const FREEZE_MAX_S: u64 = 3600;
+
+/// A request written to `.lsvfs/freeze`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreezeRequest {
+    Freeze(std::time::Duration),
+    Thaw,
+}
+
+/// Parses `freeze`, `freeze SECONDS` (1 to [`FREEZE_MAX_S`]) or `thaw`,
+/// with one trailing newline allowed.
+pub fn parse_freeze(bytes: &[u8]) -> Option<FreezeRequest> {
+    let text = std::str::from_utf8(bytes.strip_suffix(b"\n").unwrap_or(bytes)).ok()?;
+    let mut words = text.split(' ');
+    let request = match (words.next()?, words.next(), words.next()) {
+        ("thaw", None, None) => FreezeRequest::Thaw,
+        ("freeze", None, None) => {
+            FreezeRequest::Freeze(std::time::Duration::from_secs(FREEZE_DEFAULT_S))
+        }
+        ("freeze", Some(s), None) => {
+            let secs: u64 = s.parse().ok().filter(|s| (1..=FREEZE_MAX_S).contains(s))?;
+            FreezeRequest::Freeze(std::time::Duration::from_secs(secs))
+        }
+        _ => return None,
+    };
+    Some(request)
+}
+
 /// Restores from a sync point (see [`crate::restore::Request`]).
 pub const RESTORE_FILE: &str = "restore";
 

@@ -9,11 +9,11 @@
 
 use crate::changes::{Compare, attrs_in};
 use crate::error::Result;
-use crate::format::{FileKind, ORPHANS_INO, ROOT_INO};
-use crate::index::Index;
-use crate::tree::{IndexAccess, Tree};
+use crate::format::FileKind;
+use crate::paths::Paths;
+use crate::tree::IndexAccess;
 use serde::Serialize;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,11 +97,11 @@ pub fn diff<O: IndexAccess, N: IndexAccess>(cmp: &Compare<'_, O, N>) -> Result<V
         };
         let before = old
             .as_ref()
-            .map(|_| old_paths.paths(ino))
+            .map(|_| old_paths.text(ino))
             .unwrap_or_default();
         let after = new
             .as_ref()
-            .map(|_| new_paths.paths(ino))
+            .map(|_| new_paths.text(ino))
             .unwrap_or_default();
         let (Some(a), Some(b)) = (&old, &new) else {
             let change = match old {
@@ -144,63 +144,4 @@ pub fn diff<O: IndexAccess, N: IndexAccess>(cmp: &Compare<'_, O, N>) -> Result<V
     }
     out.sort_by(|a, b| (&a.path, a.change).cmp(&(&b.path, b.change)));
     Ok(out)
-}
-
-/// The names of every inode in one state, from its directory entries.
-struct Paths {
-    names: HashMap<u64, Vec<(u64, Vec<u8>)>>,
-}
-
-impl Paths {
-    fn of<I: IndexAccess>(tree: &Tree<'_, I>) -> Paths {
-        let mut names: HashMap<u64, Vec<(u64, Vec<u8>)>> = HashMap::new();
-        tree.index.with_index(|i: &Index| {
-            for (parent, name, e) in i.dirents() {
-                if parent != ORPHANS_INO {
-                    names
-                        .entry(e.child)
-                        .or_default()
-                        .push((parent, name.to_vec()));
-                }
-            }
-        });
-        Paths { names }
-    }
-
-    /// Every path of `ino`, sorted.
-    fn paths(&self, ino: u64) -> Vec<String> {
-        let mut paths: Vec<String> = self
-            .names
-            .get(&ino)
-            .into_iter()
-            .flatten()
-            .filter_map(|(parent, name)| {
-                let mut path = self.dir(*parent)?;
-                path.push('/');
-                path.push_str(&String::from_utf8_lossy(name));
-                Some(path)
-            })
-            .collect();
-        if ino == ROOT_INO {
-            paths.push("/".into());
-        }
-        paths.sort();
-        paths
-    }
-
-    /// The path of directory `ino` ("" for the root), if it is reachable.
-    fn dir(&self, ino: u64) -> Option<String> {
-        let mut parts = Vec::new();
-        let mut at = ino;
-        while at != ROOT_INO {
-            let (parent, name) = self.names.get(&at)?.first()?;
-            parts.push(String::from_utf8_lossy(name).into_owned());
-            at = *parent;
-            if parts.len() > 4096 {
-                return None;
-            }
-        }
-        parts.reverse();
-        Some(parts.iter().map(|p| format!("/{p}")).collect())
-    }
 }

@@ -45,6 +45,21 @@ pub struct Status {
     pub store: StoreStatus,
     /// The retention policy, as `lsvfs.toml` holds it now.
     pub retention: RetentionStatus,
+    /// A mount's freeze (`lsvfs freeze`); absent for an unmounted volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeStatus>,
+}
+
+/// The freeze of a mount.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FreezeStatus {
+    pub frozen: bool,
+    /// Seconds until a freeze in force ends by itself.
+    pub thaws_in_s: Option<f64>,
+    /// Changes waiting for the thaw.
+    pub parked: u64,
+    /// How the last freeze ended: "thawed", or "timed out after N s".
+    pub last: Option<String>,
 }
 
 /// The retention policy with every rule named (null when not set).
@@ -176,6 +191,18 @@ impl Status {
             format!("{} ({health})", self.store.location),
         );
         line("retention", self.retention.text.clone());
+        if let Some(f) = &self.freeze {
+            let text = match (f.frozen, &f.last) {
+                (true, _) => format!(
+                    "FROZEN: {} changes waiting, thaws by itself in {:.0} s",
+                    f.parked,
+                    f.thaws_in_s.unwrap_or(0.0)
+                ),
+                (false, Some(last)) => format!("not frozen (the last freeze {last})"),
+                (false, None) => "not frozen".to_string(),
+            };
+            line("freeze", text);
+        }
         out
     }
 }

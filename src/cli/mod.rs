@@ -10,6 +10,7 @@ use crate::{Volume, format::VolumeId};
 use anyhow::{Context, Result};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(
@@ -191,7 +192,40 @@ enum Command {
         /// Do not flush the mount first (a crash-consistent sync point).
         #[arg(long)]
         no_flush: bool,
+        /// Take it inside a freeze of the mount (flushed first; thawed
+        /// right after, or at the timeout, e.g. 30s).
+        #[arg(long, value_name = "TIMEOUT", num_args = 0..=1, default_missing_value = "30s",
+              value_parser = parse_freeze_timeout)]
+        freeze: Option<Duration>,
+        /// Run CMD (with sh -c) first, to quiesce the application; no sync
+        /// point if it fails.
+        #[arg(long, value_name = "CMD")]
+        exec_before: Option<String>,
+        /// Run CMD (with sh -c) last, whatever failed before it.
+        #[arg(long, value_name = "CMD")]
+        exec_after: Option<String>,
     },
+    /// Freeze a mounted volume: hold every change (in-flight ones
+    /// complete; reads go on) until `lsvfs thaw`, or the timeout.
+    ///
+    /// Flushes the mount first, then answers once the volume holds every
+    /// change made before and it is durable. Changes (writes, writeback,
+    /// metadata) wait, parked without holding a thread; the timeout thaws
+    /// by itself so that a lost agent never holds an application for good
+    /// (the daemon's log and `lsvfs status` say so). Also through the file
+    /// .lsvfs/freeze: write `freeze [SECONDS]` or `thaw`.
+    ///
+    /// Example: lsvfs freeze /srv/pg --timeout 60s
+    Freeze {
+        mountpoint: PathBuf,
+        /// At most this long (at most 1h).
+        #[arg(long, default_value = "30s", value_parser = parse_freeze_timeout)]
+        timeout: Duration,
+    },
+    /// Thaw a frozen mount: the changes held run, in order.
+    ///
+    /// Example: lsvfs thaw /srv/pg
+    Thaw { mountpoint: PathBuf },
     /// Show the working set, the archive and the backing store's health.
     ///
     /// For a mounted volume (given by its directory or mount point) the
@@ -397,6 +431,41 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
     },
+    /// Write sync point SYNC as a POSIX pax tar archive, in the order of the
+    /// volume's file ids (inode numbers).
+    ///
+    /// SOURCE is a volume, a mount point or a backing store (a directory or
+    /// an s3:// URL) alone. Directories, regular files (sparse ones as
+    /// sparse members), symlinks, hard links, devices and FIFOs, with
+    /// owners, modes, nanosecond times and xattrs; `tar -x --xattrs
+    /// --xattrs-include='*' --numeric-owner` restores it. With --since, only
+    /// what changed after that older sync point (found from the log, no
+    /// unchanged file is read), and a first member, .lsvfs-deleted, listing
+    /// the paths to remove (NUL-separated) before extracting it; see
+    /// docs/CLI.md for replaying a full export and its incrementals.
+    ///
+    /// Example: lsvfs export /var/lib/lsvfs/pg --at nightly -o /backup/pg-full.tar
+    ///
+    /// Example: lsvfs export /var/lib/lsvfs/pg --at 2026-11-24T02:00:00Z --since nightly | zstd -T1 -3 > inc.tar.zst
+    Export {
+        source: PathBuf,
+        /// The sync point: its id, its label, or a UTC time.
+        #[arg(long, value_name = "SYNC")]
+        at: String,
+        /// Only what changed after this older sync point.
+        #[arg(long, value_name = "SYNC")]
+        since: Option<String>,
+        /// The archive file [default: standard output, also with -].
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The archive format (only tar, POSIX pax).
+        #[arg(long, default_value = "tar", value_parser = ["tar"])]
+        format: String,
+        /// The volume to read, when the backing store holds several (its
+        /// id, 32 hex digits, as `lsvfs sync-points` shows them).
+        #[arg(long = "volume", value_name = "ID", value_parser = parse_volume_id)]
+        volume_id: Option<VolumeId>,
+    },
     /// List the paths that differ between sync points A and B of VOLUME
     /// (B: the live volume when not given).
     ///
@@ -422,11 +491,13 @@ enum Command {
 }
 
 mod clone;
+mod export;
 mod flush;
 mod helper;
 mod history;
 mod mount;
 mod progress;
+mod quiesce;
 mod retention;
 mod sync_point;
 mod verify;
@@ -565,6 +636,15 @@ fn create(args: CreateArgs) -> Result<()> {
 }
 
 /// A volume id as given on the command line.
+/// A freeze's timeout: 1 s to an hour.
+fn parse_freeze_timeout(s: &str) -> Result<Duration, String> {
+    let secs = crate::retention::parse_duration(s)?;
+    match (1..=crate::control_files::FREEZE_MAX_S).contains(&secs) {
+        true => Ok(Duration::from_secs(secs)),
+        false => Err(format!("{s:?}: a freeze lasts 1s to 1h")),
+    }
+}
+
 fn parse_volume_id(s: &str) -> Result<VolumeId, String> {
     VolumeId::from_hex(s).ok_or_else(|| format!("{s:?} is not a volume id (32 hex digits)"))
 }
@@ -612,7 +692,27 @@ fn dispatch(command: Command) -> Result<()> {
             mountpoint,
             label,
             no_flush,
-        } => sync_point::take(&mountpoint, &label, !no_flush),
+            freeze,
+            exec_before,
+            exec_after,
+        } => match (freeze, &exec_before, &exec_after) {
+            (None, None, None) => sync_point::take(&mountpoint, &label, !no_flush),
+            _ => quiesce::sync_point(
+                &mountpoint,
+                &label,
+                &quiesce::Quiesce {
+                    freeze,
+                    before: exec_before.as_deref(),
+                    after: exec_after.as_deref(),
+                    flush: !no_flush,
+                },
+            ),
+        },
+        Command::Freeze {
+            mountpoint,
+            timeout,
+        } => quiesce::freeze(&mountpoint, timeout),
+        Command::Thaw { mountpoint } => quiesce::thaw(&mountpoint),
         Command::SyncPoints {
             volume,
             volume_id,
@@ -663,6 +763,20 @@ fn dispatch(command: Command) -> Result<()> {
                 },
             },
         ),
+        Command::Export {
+            source,
+            at,
+            since,
+            output,
+            format: _,
+            volume_id,
+        } => export::run(export::Args {
+            source: &source,
+            volume_id,
+            at: &at,
+            since: since.as_deref(),
+            output: output.as_deref(),
+        }),
         Command::Diff { volume, a, b, json } => history::diff_cmd(&volume, &a, b.as_deref(), json),
     }
 }

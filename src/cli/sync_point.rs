@@ -12,54 +12,103 @@ use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+/// The root directory of the live lsvfs mount at `mountpoint`, opened
+/// once so that every request of a command reaches the same filesystem
+/// whatever happens to the path meanwhile.
+pub struct Mount {
+    pub path: PathBuf,
+    /// The volume directory.
+    pub volume: PathBuf,
+    pub root: std::fs::File,
+}
+
+impl Mount {
+    pub fn open(mountpoint: &Path) -> Result<Mount> {
+        let abs = std::path::absolute(mountpoint)?;
+        let volume = match crate::fuse::mounts()
+            .into_iter()
+            .find(|m| m.mountpoint == abs)
+        {
+            None => {
+                return Err(
+                    Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into(),
+                );
+            }
+            Some(m) if m.view.is_some() => {
+                return Err(Usage(format!(
+                    "{} is a read-only view of sync point {}; use the volume's own mount",
+                    mountpoint.display(),
+                    m.view.unwrap_or_default()
+                ))
+                .into());
+            }
+            Some(m) => m.volume,
+        };
+        let root = std::fs::File::open(&abs)
+            .with_context(|| format!("cannot open {}", mountpoint.display()))?;
+        if !is_lsvfs_root(&root) {
+            bail!(
+                "{} is not the root of an lsvfs mount (was it unmounted?)",
+                mountpoint.display()
+            );
+        }
+        Ok(Mount {
+            path: abs,
+            volume,
+            root,
+        })
+    }
+
+    /// Flushes the kernel's cache of the mount (syncfs).
+    pub fn flush(&self) -> Result<()> {
+        super::flush::flush(&self.root, &self.path)
+    }
+
+    /// Writes `request` to the control file `name` in one write and reads
+    /// the answer back on the same handle.
+    pub fn ask(&self, name: &str, request: &[u8]) -> Result<String> {
+        let path = self.path.join(CONTROL_DIR).join(name);
+        let mut file = open_at(&self.root, &format!("{CONTROL_DIR}/{name}"))
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        file.write_all(request)
+            .with_context(|| format!("{} refused the request", path.display()))?;
+        let mut answer = String::new();
+        file.read_to_string(&mut answer)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(answer)
+    }
+
+    /// Takes a sync point labelled `label` and returns its id.
+    pub fn sync_point(&self, label: &str) -> Result<u64> {
+        // One write with the newline: an empty label must still reach the file.
+        let answer = self
+            .ask(SYNC_POINT_FILE, format!("{label}\n").as_bytes())
+            .with_context(|| format!("sync point on {} failed", self.path.display()))?;
+        answer
+            .split(' ')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .with_context(|| format!("{} gave no sync point id: {answer:?}", self.path.display()))
+    }
+}
+
 /// Takes a sync point through the mount's control file; with `flush`,
-/// flushes the mount first. Both go through one descriptor of the mount's
-/// root, opened once, so that the flush and the request reach the same
-/// filesystem whatever happens to the path meanwhile.
+/// flushes the mount first.
 pub fn take(mountpoint: &Path, label: &str, flush: bool) -> Result<()> {
-    let abs = std::path::absolute(mountpoint)?;
-    match crate::fuse::mounts().iter().find(|m| m.mountpoint == abs) {
-        None => {
-            return Err(Usage(format!("{} is not an lsvfs mount", mountpoint.display())).into());
-        }
-        Some(m) if m.view.is_some() => {
-            return Err(Usage(format!(
-                "{} is a read-only view of sync point {}; take sync points on the volume's own mount",
-                mountpoint.display(),
-                m.view.unwrap_or_default()
-            ))
-            .into());
-        }
-        Some(_) => {}
-    }
-    if let Err(e) = crate::control_files::parse_label(label.as_bytes()) {
-        return Err(Usage(format!("invalid label: {e}")).into());
-    }
-    let root = std::fs::File::open(&abs)
-        .with_context(|| format!("cannot open {}", mountpoint.display()))?;
-    if !is_lsvfs_root(&root) {
-        bail!(
-            "{} is not the root of an lsvfs mount (was it unmounted?)",
-            mountpoint.display()
-        );
-    }
+    check_label(label)?;
+    let mount = Mount::open(mountpoint)?;
     if flush {
-        super::flush::flush(&root, mountpoint)?;
+        mount.flush()?;
     }
-    let path = abs.join(CONTROL_DIR).join(SYNC_POINT_FILE);
-    let mut file = open_at(&root, &format!("{CONTROL_DIR}/{SYNC_POINT_FILE}"))
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    // One write with the newline: an empty label must still reach the file.
-    file.write_all(format!("{label}\n").as_bytes())
-        .with_context(|| format!("sync point on {} failed", mountpoint.display()))?;
-    let mut answer = String::new();
-    file.read_to_string(&mut answer)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let Some(id) = answer.split(' ').next().filter(|id| !id.is_empty()) else {
-        bail!("{} gave no answer", path.display());
-    };
-    println!("{id}");
+    println!("{}", mount.sync_point(label)?);
     Ok(())
+}
+
+pub fn check_label(label: &str) -> Result<()> {
+    match crate::control_files::parse_label(label.as_bytes()) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(Usage(format!("invalid label: {e}")).into()),
+    }
 }
 
 /// Whether `dir` is the root directory of a FUSE mount of lsvfs: a FUSE

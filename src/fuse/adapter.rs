@@ -3,10 +3,13 @@
 //! node or a view in `.lsvfs/sync-points/`, calls it and answers; requests
 //! to the volume are counted in the metrics. No POSIX decision is made
 //! here; where changes are refused before the volume sees them is in
-//! `changes.rs`.
+//! `changes.rs`. Every change to the live volume passes the freeze gate
+//! ([`Gate`]): while the mount is frozen it is parked with its reply and
+//! runs at the thaw, so no request thread waits on a freeze.
 
 use super::caller::{groups_of, owner};
 use super::control_nodes::{Control, ControlHandle, ControlNode, SYNC_POINTS_INO};
+use super::freeze::{Admission, Gate};
 use super::handles::{Handle, Handles};
 use super::reply::{self, TTL, errno, file_attr, time_or_now, xattr_names};
 use super::route::{Route, route};
@@ -26,7 +29,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub struct Adapter {
+/// What the callbacks share; parked changes hold it until the thaw.
+pub struct Inner {
     pub(super) fs: Arc<Fs>,
     pub(super) control: Control,
     views: Views,
@@ -37,6 +41,20 @@ pub struct Adapter {
     /// of the kernel's writeback waits before it is served, so that tests
     /// can show what a flush must wait for.
     pub(super) writeback_delay: Option<Duration>,
+    pub(super) gate: Arc<Gate>,
+}
+
+/// The fuser filesystem: the shared state, and the freeze gate in front
+/// of every change.
+pub struct Adapter {
+    inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for Adapter {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 /// The environment variable that sets [`Adapter::writeback_delay`].
@@ -44,8 +62,9 @@ pub const WRITEBACK_DELAY_ENV: &str = "LSVFS_TEST_WRITEBACK_DELAY_MS";
 
 impl Adapter {
     pub fn new(fs: Arc<Fs>, control: Control, metrics: Arc<Metrics>, read_only: bool) -> Self {
-        Adapter {
+        let inner = Inner {
             views: Views::new(fs.clone(), SYNC_POINTS_INO, control.owner()),
+            gate: control.gate(),
             fs,
             control,
             metrics,
@@ -55,9 +74,30 @@ impl Adapter {
                 .ok()
                 .and_then(|ms| ms.parse().ok())
                 .map(Duration::from_millis),
+        };
+        Adapter {
+            inner: Arc::new(inner),
         }
     }
 
+    /// Runs the change `op` (to inode `ino` or in it) now, or while the
+    /// mount is frozen parks it until the thaw. Control files are never
+    /// held: the thaw itself comes through one.
+    fn gated(&self, ino: u64, op: impl FnOnce(&Inner) + Send + 'static) {
+        if let Route::Control(_) = route(ino) {
+            return op(&self.inner);
+        }
+        match self.gate.enter() {
+            Admission::Now(_pass) => op(&self.inner),
+            Admission::Frozen(parker) => {
+                let inner = self.inner.clone();
+                parker.park(Box::new(move || op(&inner)));
+            }
+        }
+    }
+}
+
+impl Inner {
     /// Runs `f`, records it in the metrics, and turns its error into errno.
     pub(super) fn timed<T>(&self, op: Op, f: impl FnOnce() -> FsResult<T>) -> Result<T, Errno> {
         let start = Instant::now();
@@ -205,18 +245,21 @@ impl Filesystem for Adapter {
             atime: time_or_now(atime),
             mtime: time_or_now(mtime),
         };
-        let r = match route(ino.0) {
-            // Truncating a control file on open (O_TRUNC) is harmless.
-            Route::Control(node) if (mode, uid, gid) == (None, None, None) => {
-                Ok((TTL, self.control.attr(node)))
-            }
-            Route::Control(_) => Err(Errno::EPERM),
-            to => self
-                .changed(to)
-                .and_then(|ino| self.timed(Op::Setattr, || self.fs.setattr(ino, &set)))
-                .map(|a| self.attr(ino.0, &a)),
-        };
-        reply::attr(reply, r);
+        let ino = ino.0;
+        self.gated(ino, move |me| {
+            let r = match route(ino) {
+                // Truncating a control file on open (O_TRUNC) is harmless.
+                Route::Control(node) if (mode, uid, gid) == (None, None, None) => {
+                    Ok((TTL, me.control.attr(node)))
+                }
+                Route::Control(_) => Err(Errno::EPERM),
+                to => me
+                    .changed(to)
+                    .and_then(|i| me.timed(Op::Setattr, || me.fs.setattr(i, &set)))
+                    .map(|a| me.attr(ino, &a)),
+            };
+            reply::attr(reply, r);
+        });
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
@@ -240,8 +283,11 @@ impl Filesystem for Adapter {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let r = self.make_node(req, parent.0, name.as_bytes(), mode, umask, rdev);
-        reply::entry(reply, r.map(|(ino, a)| self.attr(ino, &a)));
+        let (who, name) = (owner(req), name.as_bytes().to_vec());
+        self.gated(parent.0, move |me| {
+            let r = me.make_node(who, parent.0, &name, mode, umask, rdev);
+            reply::entry(reply, r.map(|(ino, a)| me.attr(ino, &a)));
+        });
     }
 
     fn mkdir(
@@ -254,18 +300,27 @@ impl Filesystem for Adapter {
         reply: ReplyEntry,
     ) {
         let mode = mode | libc::S_IFDIR;
-        let r = self.make_node(req, parent.0, name.as_bytes(), mode, umask, 0);
-        reply::entry(reply, r.map(|(ino, a)| self.attr(ino, &a)));
+        let (who, name) = (owner(req), name.as_bytes().to_vec());
+        self.gated(parent.0, move |me| {
+            let r = me.make_node(who, parent.0, &name, mode, umask, 0);
+            reply::entry(reply, r.map(|(ino, a)| me.attr(ino, &a)));
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.change(parent.0, Op::Remove, |p| self.fs.unlink(p, name.as_bytes()));
-        reply::empty(reply, r);
+        let name = name.as_bytes().to_vec();
+        self.gated(parent.0, move |me| {
+            let r = me.change(parent.0, Op::Remove, |p| me.fs.unlink(p, &name));
+            reply::empty(reply, r);
+        });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.change(parent.0, Op::Remove, |p| self.fs.rmdir(p, name.as_bytes()));
-        reply::empty(reply, r);
+        let name = name.as_bytes().to_vec();
+        self.gated(parent.0, move |me| {
+            let r = me.change(parent.0, Op::Remove, |p| me.fs.rmdir(p, &name));
+            reply::empty(reply, r);
+        });
     }
 
     fn symlink(
@@ -276,11 +331,14 @@ impl Filesystem for Adapter {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let (name, target) = (link_name.as_bytes(), target.as_os_str().as_bytes());
-        let r = self.name(parent.0, name, Op::Create, |p| {
-            self.fs.symlink(p, name, target, owner(req))
+        let name = link_name.as_bytes().to_vec();
+        let (target, who) = (target.as_os_str().as_bytes().to_vec(), owner(req));
+        self.gated(parent.0, move |me| {
+            let r = me.name(parent.0, &name, Op::Create, |p| {
+                me.fs.symlink(p, &name, &target, who)
+            });
+            reply::entry(reply, r.map(|(ino, a)| me.attr(ino, &a)));
         });
-        reply::entry(reply, r.map(|(ino, a)| self.attr(ino, &a)));
     }
 
     fn rename(
@@ -293,11 +351,12 @@ impl Filesystem for Adapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (from, to) = (
-            (parent.0, name.as_bytes()),
-            (newparent.0, newname.as_bytes()),
-        );
-        reply::empty(reply, self.move_entry(from, to, flags.bits()));
+        let (name, newname) = (name.as_bytes().to_vec(), newname.as_bytes().to_vec());
+        let flags = flags.bits();
+        self.gated(parent.0, move |me| {
+            let (from, to) = ((parent.0, &name[..]), (newparent.0, &newname[..]));
+            reply::empty(reply, me.move_entry(from, to, flags));
+        });
     }
 
     fn link(
@@ -308,12 +367,14 @@ impl Filesystem for Adapter {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let name = newname.as_bytes();
-        let r = self.changed(route(ino.0)).and_then(|ino| {
-            let a = self.name(newparent.0, name, Op::Link, |p| self.fs.link(ino, p, name))?;
-            Ok(self.attr(ino, &a))
+        let name = newname.as_bytes().to_vec();
+        self.gated(ino.0, move |me| {
+            let r = me.changed(route(ino.0)).and_then(|ino| {
+                let a = me.name(newparent.0, &name, Op::Link, |p| me.fs.link(ino, p, &name))?;
+                Ok(me.attr(ino, &a))
+            });
+            reply::entry(reply, r);
         });
-        reply::entry(reply, r);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -354,6 +415,7 @@ impl Filesystem for Adapter {
         _lock_owner: Option<fuser::LockOwner>,
         reply: ReplyWrite,
     ) {
+        let cached = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
         let r = match route(ino.0) {
             Route::Control(_) => match self.handles.control(fh) {
                 // A restore changes the live volume: not on a read-only mount.
@@ -361,15 +423,18 @@ impl Filesystem for Adapter {
                 Ok(handle) => return self.control.write(req, &handle, data, reply),
                 Err(e) => Err(e),
             },
-            _ => {
-                let cached = write_flags.contains(fuser::WriteFlags::FUSE_WRITE_CACHE);
-                self.write_data(ino.0, offset, data, cached)
-            }
+            // The hot path: the data is copied only to be parked.
+            _ => match self.gate.enter() {
+                Admission::Now(_pass) => self.write_data(ino.0, offset, data, cached),
+                Admission::Frozen(parker) => {
+                    let (inner, data) = (self.inner.clone(), data.to_vec());
+                    return parker.park(Box::new(move || {
+                        reply::written(reply, inner.write_data(ino.0, offset, &data, cached))
+                    }));
+                }
+            },
         };
-        match r {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(e),
-        }
+        reply::written(reply, r);
     }
 
     fn flush(
@@ -490,14 +555,17 @@ impl Filesystem for Adapter {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let r = XattrMode::from_flags(flags)
-            .map_err(errno)
-            .and_then(|mode| {
-                self.change(ino.0, Op::Xattr, |ino| {
-                    self.fs.setxattr(ino, name.as_bytes(), value, mode)
-                })
-            });
-        reply::empty(reply, r);
+        let (name, value) = (name.as_bytes().to_vec(), value.to_vec());
+        self.gated(ino.0, move |me| {
+            let r = XattrMode::from_flags(flags)
+                .map_err(errno)
+                .and_then(|mode| {
+                    me.change(ino.0, Op::Xattr, |ino| {
+                        me.fs.setxattr(ino, &name, &value, mode)
+                    })
+                });
+            reply::empty(reply, r);
+        });
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
@@ -522,10 +590,11 @@ impl Filesystem for Adapter {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let r = self.change(ino.0, Op::Xattr, |ino| {
-            self.fs.removexattr(ino, name.as_bytes())
+        let name = name.as_bytes().to_vec();
+        self.gated(ino.0, move |me| {
+            let r = me.change(ino.0, Op::Xattr, |ino| me.fs.removexattr(ino, &name));
+            reply::empty(reply, r);
         });
-        reply::empty(reply, r);
     }
 
     fn access(&self, req: &Request, ino: INodeNo, mask: fuser::AccessFlags, reply: ReplyEmpty) {
@@ -548,18 +617,21 @@ impl Filesystem for Adapter {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let r = self
-            .make_node(req, parent.0, name.as_bytes(), mode, umask, 0)
-            .and_then(|(ino, a)| self.timed(Op::Open, || self.fs.open(ino)).map(|_| (ino, a)));
-        match r {
-            Ok((ino, a)) => {
-                let fh = self.handles.add(Handle::File(ino));
-                let (ttl, attr) = self.attr(ino, &a);
-                let flags = FopenFlags::FOPEN_KEEP_CACHE;
-                reply.created(&ttl, &attr, Generation(0), fh, flags)
+        let (who, name) = (owner(req), name.as_bytes().to_vec());
+        self.gated(parent.0, move |me| {
+            let r = me
+                .make_node(who, parent.0, &name, mode, umask, 0)
+                .and_then(|(ino, a)| me.timed(Op::Open, || me.fs.open(ino)).map(|_| (ino, a)));
+            match r {
+                Ok((ino, a)) => {
+                    let fh = me.handles.add(Handle::File(ino));
+                    let (ttl, attr) = me.attr(ino, &a);
+                    let flags = FopenFlags::FOPEN_KEEP_CACHE;
+                    reply.created(&ttl, &attr, Generation(0), fh, flags)
+                }
+                Err(e) => reply.error(e),
             }
-            Err(e) => reply.error(e),
-        }
+        });
     }
 
     fn fallocate(
@@ -572,9 +644,11 @@ impl Filesystem for Adapter {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let r = self.change(ino.0, Op::Write, |ino| {
-            self.fs.fallocate(ino, offset, length, mode)
+        self.gated(ino.0, move |me| {
+            let r = me.change(ino.0, Op::Write, |ino| {
+                me.fs.fallocate(ino, offset, length, mode)
+            });
+            reply::empty(reply, r);
         });
-        reply::empty(reply, r);
     }
 }

@@ -4,18 +4,17 @@
 //! for the other control nodes, which are not in the volume) and the call
 //! into [`Fs`](crate::fs::Fs) for the rest, timed in the metrics.
 
-use super::adapter::Adapter;
-use super::caller::owner;
+use super::adapter::Inner;
 use super::control_nodes::ControlNode;
 use super::reply::errno;
 use super::route::{Route, route};
 use crate::control_files::Op;
 use crate::format::InodeAttrs;
-use crate::fs::{FsError, FsResult, RenameMode, kind_of_mode};
+use crate::fs::{FsError, FsResult, Owner, RenameMode, kind_of_mode};
 use crate::volume::ROOT_INO;
-use fuser::{Errno, Request};
+use fuser::Errno;
 
-impl Adapter {
+impl Inner {
     /// Refuses any change on a read-only mount.
     pub(super) fn writable(&self) -> Result<(), Errno> {
         match self.read_only {
@@ -66,7 +65,7 @@ impl Adapter {
     /// mknod, mkdir and create: a node of the kind `mode` names.
     pub(super) fn make_node(
         &self,
-        req: &Request,
+        who: Owner,
         parent: u64,
         name: &[u8],
         mode: u32,
@@ -76,7 +75,7 @@ impl Adapter {
         let kind = kind_of_mode(mode).map_err(errno)?;
         let perm = mode & !umask & 0o7777;
         self.name(parent, name, Op::Create, |p| {
-            self.fs.mknod(p, name, kind, perm, owner(req), rdev)
+            self.fs.mknod(p, name, kind, perm, who, rdev)
         })
     }
 

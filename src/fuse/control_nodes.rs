@@ -2,10 +2,11 @@
 //! attributes, access for root and the mount's owner only, open handles
 //! and the sync-point file's write.
 
+use super::freeze::Gate;
 use super::reply::{TTL, file_attr};
 use crate::control_files::{
-    self, CONTROL_DIR, Gauges, Metrics, Op, RESTORE_FILE, STATS_FILE, STATUS_FILE, SYNC_POINT_FILE,
-    SYNC_POINTS_DIR,
+    self, CONTROL_DIR, FREEZE_FILE, FreezeRequest, Gauges, Metrics, Op, RESTORE_FILE, STATS_FILE,
+    STATUS_FILE, SYNC_POINT_FILE, SYNC_POINTS_DIR,
 };
 use crate::format::{FileKind, InodeAttrs};
 use crate::fs::{Entry, Fs};
@@ -23,6 +24,7 @@ const STATUS_INO: u64 = DIR_INO + 3;
 /// `.lsvfs/sync-points`: its entries are views (see `sync_points.rs`).
 pub const SYNC_POINTS_INO: u64 = DIR_INO + 4;
 const RESTORE_INO: u64 = DIR_INO + 5;
+const FREEZE_INO: u64 = DIR_INO + 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ControlNode {
@@ -32,6 +34,7 @@ pub enum ControlNode {
     Status,
     SyncPoints,
     Restore,
+    Freeze,
 }
 
 /// Per-handle state of an open control file.
@@ -44,6 +47,8 @@ pub enum ControlHandle {
     /// The answer of the last restore this handle asked for, read the same
     /// way.
     Restore(Arc<Mutex<Answer>>),
+    /// The answer of the last freeze or thaw, read the same way.
+    Freeze(Arc<Mutex<Answer>>),
     /// The metrics or the status as rendered when the file was opened.
     Snapshot(Arc<Vec<u8>>),
 }
@@ -69,6 +74,7 @@ pub fn node(ino: u64) -> Option<ControlNode> {
         STATUS_INO => Some(ControlNode::Status),
         SYNC_POINTS_INO => Some(ControlNode::SyncPoints),
         RESTORE_INO => Some(ControlNode::Restore),
+        FREEZE_INO => Some(ControlNode::Freeze),
         _ => None,
     }
 }
@@ -78,7 +84,7 @@ impl ControlHandle {
     /// (`head` seeks back); the sync-point file reads by its own cursor.
     pub fn open_flags(&self) -> FopenFlags {
         match self {
-            ControlHandle::SyncPoint(_) | ControlHandle::Restore(_) => {
+            ControlHandle::SyncPoint(_) | ControlHandle::Restore(_) | ControlHandle::Freeze(_) => {
                 FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NONSEEKABLE
             }
             ControlHandle::Snapshot(_) => FopenFlags::FOPEN_DIRECT_IO,
@@ -87,7 +93,9 @@ impl ControlHandle {
 
     pub fn read(&self, offset: u64, size: u32) -> Vec<u8> {
         match self {
-            ControlHandle::SyncPoint(answer) | ControlHandle::Restore(answer) => {
+            ControlHandle::SyncPoint(answer)
+            | ControlHandle::Restore(answer)
+            | ControlHandle::Freeze(answer) => {
                 let mut a = answer.lock().unwrap_or_else(|p| p.into_inner());
                 let out = slice(&a.line, a.read, size);
                 a.read += out.len();
@@ -105,6 +113,8 @@ pub struct Control {
     /// Tells the kernel which of its cached names a restore changed; set
     /// once the session exists.
     notifier: Arc<OnceLock<Notifier>>,
+    /// The mount's freeze, shared with every change's way in.
+    gate: Arc<Gate>,
 }
 
 impl Control {
@@ -114,7 +124,13 @@ impl Control {
             metrics,
             owner,
             notifier: Arc::default(),
+            gate: Arc::default(),
         }
+    }
+
+    /// The freeze gate every change passes.
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.clone()
     }
 
     /// Where the mount puts its session's notifier.
@@ -140,6 +156,7 @@ impl Control {
             (ControlNode::Dir, STATUS_FILE) => Some(ControlNode::Status),
             (ControlNode::Dir, SYNC_POINTS_DIR) => Some(ControlNode::SyncPoints),
             (ControlNode::Dir, RESTORE_FILE) => Some(ControlNode::Restore),
+            (ControlNode::Dir, FREEZE_FILE) => Some(ControlNode::Freeze),
             _ => None,
         }
     }
@@ -158,6 +175,7 @@ impl Control {
             ControlNode::Status => STATUS_INO,
             ControlNode::SyncPoints => SYNC_POINTS_INO,
             ControlNode::Restore => RESTORE_INO,
+            ControlNode::Freeze => FREEZE_INO,
         }
     }
 
@@ -165,7 +183,9 @@ impl Control {
         let (kind, mode) = match node {
             ControlNode::Dir => (FileKind::Directory, 0o700),
             ControlNode::SyncPoints => (FileKind::Directory, 0o500),
-            ControlNode::SyncPoint | ControlNode::Restore => (FileKind::Regular, 0o600),
+            ControlNode::SyncPoint | ControlNode::Restore | ControlNode::Freeze => {
+                (FileKind::Regular, 0o600)
+            }
             ControlNode::Stats | ControlNode::Status => (FileKind::Regular, 0o400),
         };
         let mut a = InodeAttrs::new(kind, mode, self.owner, 0);
@@ -188,6 +208,7 @@ impl Control {
                 entry(STATUS_FILE, STATUS_INO, FileKind::Regular),
                 entry(SYNC_POINTS_DIR, SYNC_POINTS_INO, FileKind::Directory),
                 entry(RESTORE_FILE, RESTORE_INO, FileKind::Regular),
+                entry(FREEZE_FILE, FREEZE_INO, FileKind::Regular),
             ],
             ControlNode::SyncPoints => vec![
                 entry(".", SYNC_POINTS_INO, FileKind::Directory),
@@ -212,11 +233,13 @@ impl Control {
             ControlNode::Dir | ControlNode::SyncPoints => Err(Errno::EISDIR),
             ControlNode::SyncPoint => Ok(ControlHandle::SyncPoint(Arc::default())),
             ControlNode::Restore => Ok(ControlHandle::Restore(Arc::default())),
+            ControlNode::Freeze => Ok(ControlHandle::Freeze(Arc::default())),
             ControlNode::Stats => Ok(ControlHandle::Snapshot(Arc::new(
                 self.metrics.render(&self.gauges()).into_bytes(),
             ))),
             ControlNode::Status => {
-                let status = self.fs.volume().status();
+                let mut status = self.fs.volume().status();
+                status.freeze = Some(self.gate.status());
                 let json = serde_json::to_vec_pretty(&status).map_err(|_| Errno::EIO)?;
                 Ok(ControlHandle::Snapshot(Arc::new(json)))
             }
@@ -258,6 +281,7 @@ impl Control {
         let answer = match handle {
             ControlHandle::SyncPoint(answer) => answer,
             ControlHandle::Restore(answer) => return self.restore(data, answer, reply),
+            ControlHandle::Freeze(answer) => return self.freeze(data, answer, reply),
             ControlHandle::Snapshot(_) => return reply.error(Errno::EBADF),
         };
         let label = match control_files::parse_label(data) {
@@ -325,6 +349,40 @@ impl Control {
         };
         *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
             line: format!("{line}\n").into_bytes(),
+            read: 0,
+        };
+        reply.written(data.len() as u32);
+    }
+
+    /// `freeze [SECONDS]` or `thaw` written to `.lsvfs/freeze`. A freeze
+    /// answers once the changes in flight are done and durable: from then
+    /// on changes are parked (see `freeze.rs`). The answer line says until
+    /// when, or how many parked changes the thaw released.
+    fn freeze(&self, data: &[u8], answer: &Mutex<Answer>, reply: ReplyWrite) {
+        let Some(request) = control_files::parse_freeze(data) else {
+            log::info!("freeze refused: {:?}", String::from_utf8_lossy(data));
+            return reply.error(Errno::EINVAL);
+        };
+        let line = match request {
+            FreezeRequest::Freeze(timeout) => {
+                self.gate.freeze(timeout);
+                if let Err(e) = self.fs.fsync() {
+                    self.gate.thaw("was thawed: the flush failed".into());
+                    log::error!("freeze: the flush failed, thawed: {e}");
+                    return reply.error(Errno::EIO);
+                }
+                let until = crate::time::now_ns() + timeout.as_nanos() as u64;
+                log::warn!("frozen for at most {} s", timeout.as_secs());
+                format!("frozen until {}\n", crate::time::rfc3339(until))
+            }
+            FreezeRequest::Thaw => {
+                let released = self.gate.thaw("was thawed".into());
+                log::warn!("thawed; {released} changes released");
+                format!("thawed; {released} changes released\n")
+            }
+        };
+        *answer.lock().unwrap_or_else(|p| p.into_inner()) = Answer {
+            line: line.into_bytes(),
             read: 0,
         };
         reply.written(data.len() as u32);

@@ -9,6 +9,7 @@ mod adapter;
 mod caller;
 mod changes;
 mod control_nodes;
+mod freeze;
 mod handles;
 mod mounted_view;
 mod reply;
@@ -21,6 +22,7 @@ use crate::fs::Fs;
 use crate::volume::Volume;
 use adapter::Adapter;
 use control_nodes::Control;
+use freeze::Gate;
 use fuser::{Config, InitFlags, KernelConfig, MountOption, Session, SessionACL};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -196,7 +198,7 @@ pub fn serve_view(
             path: mountpoint.clone(),
             source,
         })?;
-    spawn_signal_thread(signals, mountpoint.clone());
+    spawn_signal_thread(signals, mountpoint.clone(), None);
     log::info!(
         "sync point {id} of {} mounted on {}",
         volume.display(),
@@ -232,6 +234,7 @@ pub fn serve(
     let owner = unsafe { libc::geteuid() };
     let control = Control::new(fs.clone(), metrics.clone(), owner);
     let notifier = control.notifier();
+    let gate = control.gate();
     let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
 
     let config = mount_config(
@@ -247,7 +250,7 @@ pub fn serve(
             source,
         })?;
     let _ = notifier.set(session.notifier());
-    spawn_signal_thread(signals, mountpoint.clone());
+    spawn_signal_thread(signals, mountpoint.clone(), Some(gate));
     log::info!("{} mounted on {}", volume.display(), mountpoint.display());
     ready();
     let served = session.run();
@@ -270,7 +273,9 @@ pub fn serve(
     })
 }
 
-const SIGNALS: [i32; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+/// SIGUSR1 thaws a frozen live mount (`lsvfs thaw` sends it when the
+/// control file does not answer); the others unmount.
+const SIGNALS: [i32; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1];
 
 /// Blocks the stop signals in this thread and so in every thread it starts;
 /// one thread then waits for them with sigwait.
@@ -289,14 +294,22 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: detach the mount, which ends the session
-/// as soon as no file on it is open; the volume then closes cleanly.
-fn spawn_signal_thread(set: libc::sigset_t, mountpoint: PathBuf) {
+/// as soon as no file on it is open; the volume then closes cleanly. On
+/// SIGUSR1: thaw (`gate`, a live mount's).
+fn spawn_signal_thread(set: libc::sigset_t, mountpoint: PathBuf, gate: Option<Arc<Gate>>) {
     let spawned = std::thread::Builder::new()
         .name("lsvfs-signals".into())
         .spawn(move || {
             let mut sig = 0;
             // SAFETY: `set` is a valid signal set blocked in this thread.
             while unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                if sig == libc::SIGUSR1 {
+                    if let Some(g) = &gate {
+                        let n = g.thaw("was thawed by signal".into());
+                        log::warn!("SIGUSR1: thawed; {n} changes released");
+                    }
+                    continue;
+                }
                 log::info!("signal {sig}: unmounting {}", mountpoint.display());
                 if let Err(e) = unmount(&mountpoint, true) {
                     log::error!("cannot unmount {}: {e}", mountpoint.display());

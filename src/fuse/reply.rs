@@ -7,8 +7,8 @@ use crate::format::{FileKind, InodeAttrs, Timestamp};
 use crate::fs::{Entry, FsError, FsStats};
 use fuser::{
     Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, ReplyAttr, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr,
-    TimeOrNow,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, TimeOrNow,
 };
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -131,6 +131,13 @@ pub fn data(reply: ReplyData, r: Result<Vec<u8>, Errno>) {
 pub fn opened(reply: ReplyOpen, r: Result<(FileHandle, FopenFlags), Errno>) {
     match r {
         Ok((fh, flags)) => reply.opened(fh, flags),
+        Err(e) => reply.error(e),
+    }
+}
+
+pub fn written(reply: ReplyWrite, r: Result<u32, Errno>) {
+    match r {
+        Ok(n) => reply.written(n),
         Err(e) => reply.error(e),
     }
 }

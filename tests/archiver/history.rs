@@ -17,6 +17,7 @@ use lsvfs::rollback::{Options, rollback};
 use lsvfs::view::Selector;
 use lsvfs::volume::{ROOT_INO, Volume};
 use std::collections::BTreeSet;
+use std::path::Path;
 
 #[test]
 fn rollback_writes_what_changed_and_can_be_undone() {
@@ -236,4 +237,85 @@ fn restore_brings_back_links_xattrs_holes_and_archived_blocks() {
     assert_eq!(fs.read(ca, 0, 40_000).unwrap(), body);
     drop(view);
     fs.into_volume().close().unwrap();
+}
+
+/// The files in the root of `dir` (what `Work` writes), as a dump.
+fn files_in(dir: &Path) -> super::common::Dump {
+    let mut out = super::common::Dump::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let path = format!("/{}", e.file_name().to_string_lossy());
+        let node = Node::File {
+            content: Content(std::fs::read(e.path()).unwrap()),
+            nlink: 1,
+            first_path: path.clone(),
+        };
+        out.insert(path, node);
+    }
+    out
+}
+
+/// Replays an export into `dir`: removes what its list names, then
+/// extracts it with GNU tar.
+fn replay(archive: &[u8], dir: &Path) {
+    let file = dir.with_extension("tar");
+    std::fs::write(&file, archive).unwrap();
+    let listed = std::process::Command::new("tar")
+        .arg("-xOf")
+        .arg(&file)
+        .arg(lsvfs::export::DELETED)
+        .output()
+        .unwrap();
+    for path in listed.stdout.split(|&b| b == 0).filter(|p| !p.is_empty()) {
+        let p = dir.join(String::from_utf8_lossy(path).as_ref());
+        std::fs::remove_file(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    }
+    let out = std::process::Command::new("tar")
+        .arg("-xf")
+        .arg(&file)
+        .arg("--exclude")
+        .arg(lsvfs::export::DELETED)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_full_export_and_its_incrementals_replay_to_each_sync_point() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    let (fs, work) = written(&dir, &tiny_policy(), 13, 2000);
+    let vol = fs.into_volume();
+    let ids: Vec<u64> = work.points.keys().copied().collect();
+    let chain: Vec<u64> = ids.iter().copied().step_by(ids.len() / 6 + 1).collect();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    let first = vol.view(chain[0]).unwrap();
+    let (_, full) = lsvfs::export::export(&first, None, Vec::new()).unwrap();
+    replay(&full, &out);
+    assert_eq!(
+        files_in(&out),
+        work.points[&chain[0]],
+        "full export of {}",
+        chain[0]
+    );
+    for pair in chain.windows(2) {
+        let (old, new) = (vol.view(pair[0]).unwrap(), vol.view(pair[1]).unwrap());
+        let (report, inc) = lsvfs::export::export(&new, Some(&old), Vec::new()).unwrap();
+        replay(&inc, &out);
+        assert_eq!(
+            files_in(&out),
+            work.points[&pair[1]],
+            "{} since {}",
+            pair[1],
+            pair[0]
+        );
+        assert_eq!(report.archive_bytes, inc.len() as u64);
+    }
+    vol.close().unwrap();
 }
