@@ -16,6 +16,9 @@ _lsvfs() {
             ",$1")
                 cmd="lsvfs"
                 ;;
+            lsvfs,agent)
+                cmd="lsvfs__subcmd__agent"
+                ;;
             lsvfs,clone)
                 cmd="lsvfs__subcmd__clone"
                 ;;
@@ -75,6 +78,21 @@ _lsvfs() {
                 ;;
             lsvfs,verify)
                 cmd="lsvfs__subcmd__verify"
+                ;;
+            lsvfs__subcmd__agent,help)
+                cmd="lsvfs__subcmd__agent__subcmd__help"
+                ;;
+            lsvfs__subcmd__agent,postgres)
+                cmd="lsvfs__subcmd__agent__subcmd__postgres"
+                ;;
+            lsvfs__subcmd__agent__subcmd__help,help)
+                cmd="lsvfs__subcmd__agent__subcmd__help__subcmd__help"
+                ;;
+            lsvfs__subcmd__agent__subcmd__help,postgres)
+                cmd="lsvfs__subcmd__agent__subcmd__help__subcmd__postgres"
+                ;;
+            lsvfs__subcmd__help,agent)
+                cmd="lsvfs__subcmd__help__subcmd__agent"
                 ;;
             lsvfs__subcmd__help,clone)
                 cmd="lsvfs__subcmd__help__subcmd__clone"
@@ -136,6 +154,9 @@ _lsvfs() {
             lsvfs__subcmd__help,verify)
                 cmd="lsvfs__subcmd__help__subcmd__verify"
                 ;;
+            lsvfs__subcmd__help__subcmd__agent,postgres)
+                cmd="lsvfs__subcmd__help__subcmd__agent__subcmd__postgres"
+                ;;
             *)
                 ;;
         esac
@@ -143,12 +164,94 @@ _lsvfs() {
 
     case "${cmd}" in
         lsvfs)
-            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point freeze thaw status sync-points verify set pin unpin prune rollback restore export diff help"
+            opts="-v -q -h -V --verbose --quiet --help --version create clone demo mount unmount sync-point freeze agent thaw status sync-points verify set pin unpin prune rollback restore export diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__agent)
+            opts="-v -q -h --verbose --quiet --help postgres help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__agent__subcmd__help)
+            opts="postgres help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__agent__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__agent__subcmd__help__subcmd__postgres)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__agent__subcmd__postgres)
+            opts="-v -q -h --connection --every --psql --verbose --quiet --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --connection)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --every)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --psql)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -345,8 +448,36 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__help)
-            opts="create clone demo mount unmount sync-point freeze thaw status sync-points verify set pin unpin prune rollback restore export diff help"
+            opts="create clone demo mount unmount sync-point freeze agent thaw status sync-points verify set pin unpin prune rollback restore export diff help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__agent)
+            opts="postgres"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        lsvfs__subcmd__help__subcmd__agent__subcmd__postgres)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 4 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -218,3 +218,63 @@ fn rollback_undoes_a_dropped_table_with_every_acknowledged_commit() {
         "diff from the state before the rollback names the table's files again:\n{changed}"
     );
 }
+
+/// `lsvfs agent postgres` on a cluster under pgbench: each round's sync
+/// point carries the cluster's WAL position, increasing from round to
+/// round, and the newest one's view recovers with every commit
+/// acknowledged before that round began.
+#[test]
+fn the_postgres_agent_labels_sync_points_with_increasing_wal_positions() {
+    let _serial = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    assert!(pg_available(), "PostgreSQL 15 is not installed in {BIN}");
+    ensure_user();
+    let m = Mounted::new(&[], "allow_other");
+    let cluster = Cluster::init(m.path("pgdata"), 54335);
+    cluster.start();
+    run(cluster
+        .client("pgbench")
+        .args(["-i", "-s", "2", "-q", "postgres"]));
+    cluster.create_acked();
+    let bench = cluster.pgbench(bench_secs().min(15));
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = counter(&cluster, stop.clone());
+    let mut rounds = Vec::new();
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(3));
+        let asked = Instant::now();
+        let out = run(lsvfs()
+            .args(["agent", "postgres"])
+            .arg(&m.mnt)
+            .args(["--connection", &cluster.conninfo(), "--psql"])
+            .arg(format!("{BIN}/psql")));
+        // "ID postgres lsn HI/LO timeline 1"
+        let words: Vec<&str> = out.split_whitespace().collect();
+        assert_eq!(words[1..3], ["postgres", "lsn"], "{out}");
+        let (hi, lo) = words[3].split_once('/').unwrap();
+        let lsn =
+            (u64::from_str_radix(hi, 16).unwrap() << 32) + u64::from_str_radix(lo, 16).unwrap();
+        rounds.push((words[0].to_string(), lsn, asked));
+    }
+    assert!(bench.wait_with_output().unwrap().status.success());
+    stop.store(true, Ordering::Relaxed);
+    let acked = count.join().unwrap();
+    cluster.stop();
+    assert!(
+        rounds.windows(2).all(|w| w[0].1 < w[1].1),
+        "WAL positions do not increase: {rounds:?}"
+    );
+    let listing = run(lsvfs().arg("sync-points").arg(&m.volume));
+    assert_eq!(listing.matches("postgres lsn").count(), 3, "{listing}");
+    let (id, _, asked) = rounds.last().unwrap();
+    let copy = tempfile::Builder::new()
+        .prefix("lsvfs-pgcopy")
+        .tempdir()
+        .unwrap();
+    let (data, _) = copy_out_of_view(lsvfs, &m.volume, id, copy.path());
+    check_recovered(
+        data,
+        54336,
+        &format!("agent sync point {id}"),
+        acked_before(&acked, *asked),
+    );
+}

@@ -222,6 +222,12 @@ enum Command {
         #[arg(long, default_value = "30s", value_parser = parse_freeze_timeout)]
         timeout: Duration,
     },
+    /// Programs that know an application and take sync points for it:
+    /// `lsvfs agent postgres`.
+    ///
+    /// Example: lsvfs agent postgres /srv/pg --every 5m
+    #[command(subcommand)]
+    Agent(AgentCommand),
     /// Thaw a frozen mount: the changes held run, in order.
     ///
     /// Example: lsvfs thaw /srv/pg
@@ -490,6 +496,33 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Sync points of a PostgreSQL cluster on MOUNTPOINT, labelled with
+    /// its WAL position: `postgres lsn 0/3A000060 timeline 1`.
+    ///
+    /// Each round runs CHECKPOINT (recovery from the view then replays
+    /// little WAL), reads pg_current_wal_insert_lsn() and the timeline,
+    /// and takes a crash-consistent sync point (no flush). Once, or with
+    /// --every until stopped (a failed round is logged and the next one
+    /// tries again). See docs/CLI.md for a systemd unit.
+    ///
+    /// Example: lsvfs agent postgres /srv/pg --every 5m --connection "host=/run/postgresql user=postgres"
+    Postgres {
+        mountpoint: PathBuf,
+        /// A libpq connection string, as psql -d takes it.
+        #[arg(long, default_value = "dbname=postgres")]
+        connection: String,
+        /// Run a round at this interval (e.g. 60s, 5m) until stopped.
+        #[arg(long, value_name = "DURATION", value_parser = crate::retention::parse_duration)]
+        every: Option<u64>,
+        /// The psql program to run.
+        #[arg(long, default_value = "psql")]
+        psql: String,
+    },
+}
+
+mod agent;
 mod clone;
 mod export;
 mod flush;
@@ -713,6 +746,17 @@ fn dispatch(command: Command) -> Result<()> {
             timeout,
         } => quiesce::freeze(&mountpoint, timeout),
         Command::Thaw { mountpoint } => quiesce::thaw(&mountpoint),
+        Command::Agent(AgentCommand::Postgres {
+            mountpoint,
+            connection,
+            every,
+            psql,
+        }) => agent::postgres(&agent::Args {
+            mountpoint: &mountpoint,
+            connection: &connection,
+            psql: &psql,
+            every: every.map(Duration::from_secs),
+        }),
         Command::SyncPoints {
             volume,
             volume_id,

@@ -134,6 +134,15 @@ impl Cluster {
         c
     }
 
+    /// A libpq connection string for the cluster's superuser.
+    pub fn conninfo(&self) -> String {
+        format!(
+            "host={} port={} user=postgres dbname=postgres",
+            self.socket.path().display(),
+            self.port
+        )
+    }
+
     /// `psql -tAc sql`: the answer, trimmed.
     pub fn query(&self, sql: &str) -> String {
         run(self.client("psql").args(["-X", "-tAc", sql, "postgres"]))
