@@ -15,7 +15,8 @@
 //!
 //! The order, which makes a crash at any point leave either the volume as
 //! it was or the target, never a mix:
-//! 1. the "before" sync point (durable);
+//! 1. the "before" sync point (durable), taken right before the first
+//!    record (a rollback that finds nothing to change takes none);
 //! 2. the intent file `rollback` in the volume directory (written whole
 //!    and fsynced), naming the target;
 //! 3. the records, in groups;
@@ -93,23 +94,37 @@ impl Report {
 pub fn rollback(vol: &Volume, to: &Selector, options: &Options) -> Result<Report> {
     let target = to.resolve(&vol.sync_points()?)?;
     let view = vol.view(target.info.id)?;
-    let mut report = apply(vol, &view, None)?;
-    if options.dry_run || report.is_empty() {
-        return Ok(report);
+    if options.dry_run {
+        return apply(vol, &view, None);
     }
-    let mut steps = Steps(options.halt_after, 0);
-    let label = format!("before-rollback-to-{}", target.info.id);
-    let before = vol.sync_point(&label, "lsvfs rollback")?;
-    steps.done()?;
-    let intent = Intent {
-        target: target.info.id,
-        before: before.info.id,
+    let writing = Writing {
+        begin: true,
+        halt_after: options.halt_after,
     };
-    intent.save(vol.disk(), vol.dir())?;
-    steps.done()?;
-    report = finish(vol, &view, options.halt_after.map(|n| n.saturating_sub(2)))?;
-    report.before = Some(before.info.id);
+    let report = apply(vol, &view, Some(writing))?;
+    if report.before.is_some() {
+        vol.fsync()?;
+        Intent::clear(vol.disk(), vol.dir())?;
+    }
     Ok(report)
+}
+
+/// How a rollback writes.
+struct Writing {
+    /// Take the "before" sync point and record the intent before the
+    /// first record (not when resuming, nor when nothing differs).
+    begin: bool,
+    halt_after: Option<usize>,
+}
+
+/// The "before" sync point, then the intent; returns the sync point.
+fn begin(vol: &Volume, target: u64, steps: &mut Steps) -> Result<u64> {
+    let label = format!("before-rollback-to-{target}");
+    let before = vol.sync_point(&label, "lsvfs rollback")?.info.id;
+    steps.done()?;
+    Intent { target, before }.save(vol.disk(), vol.dir())?;
+    steps.done()?;
+    Ok(before)
 }
 
 /// Completes a rollback that an earlier process began and did not end
@@ -130,20 +145,18 @@ pub(crate) fn resume(vol: &Volume) -> Result<()> {
             intent.target
         ))
     })?;
-    finish(vol, &view, None).map(drop)
-}
-
-/// Writes the difference, makes it durable and removes the intent.
-fn finish(vol: &Volume, view: &View, halt_after: Option<usize>) -> Result<Report> {
-    let report = apply(vol, view, Some(halt_after))?;
+    let writing = Writing {
+        begin: false,
+        halt_after: None,
+    };
+    apply(vol, &view, Some(writing))?;
     vol.fsync()?;
-    Intent::clear(vol.disk(), vol.dir())?;
-    Ok(report)
+    Intent::clear(vol.disk(), vol.dir())
 }
 
 /// Computes what makes the live volume equal to `view`, and appends it
 /// unless `write` is `None` (a dry run).
-fn apply(vol: &Volume, view: &View, write: Option<Option<usize>>) -> Result<Report> {
+fn apply(vol: &Volume, view: &View, write: Option<Writing>) -> Result<Report> {
     let live = vol.tree();
     let mut touched = Touched::between(vol.segments(), view.point.lsn, vol.log_end())?;
     // Orphans the live volume holds go, whenever they were made.
@@ -163,11 +176,16 @@ fn apply(vol: &Volume, view: &View, write: Option<Option<usize>>) -> Result<Repo
         ..Default::default()
     };
     let mut out = Out {
-        batch: write.map(|halt| {
+        vol,
+        target: view.point.info.id,
+        steps: Steps(write.as_ref().and_then(|w| w.halt_after), 0),
+        begin: write.as_ref().is_some_and(|w| w.begin),
+        batch: write.map(|w| {
             let mut b = Batch::new(vol, "the rollback needs room in the working set");
-            b.halt_after = halt;
+            b.halt_after = w.halt_after.map(|n| n.saturating_sub(2));
             b
         }),
+        before: None,
     };
     let dirents = cmp.dirents();
     for (name, _) in orphans {
@@ -207,6 +225,7 @@ fn apply(vol: &Volume, view: &View, write: Option<Option<usize>>) -> Result<Repo
         batch.flush()?;
         report.written_bytes = batch.written;
     }
+    report.before = out.before;
     Ok(report)
 }
 
@@ -304,15 +323,24 @@ fn whole_inode(
 
 /// Where a rollback's records go: a batch, or (dry) nowhere but counts.
 struct Out<'a> {
+    vol: &'a Volume,
+    target: u64,
+    steps: Steps,
+    /// The "before" sync point and the intent are still to come.
+    begin: bool,
     batch: Option<Batch<'a>>,
+    before: Option<u64>,
 }
 
 impl Out<'_> {
     fn add(&mut self, record: Record) -> Result<()> {
-        match &mut self.batch {
-            Some(b) => b.add(record),
-            None => Ok(()),
+        let Some(batch) = &mut self.batch else {
+            return Ok(());
+        };
+        if std::mem::take(&mut self.begin) {
+            self.before = Some(begin(self.vol, self.target, &mut self.steps)?);
         }
+        batch.add(record)
     }
 
     /// Blocks `blocks` (ascending) of `ino` as the target has them; with
@@ -336,7 +364,6 @@ impl Out<'_> {
                         Ok(())
                     })?;
             }
-            let batch = &mut self.batch;
             cmp.old
                 .for_each_block(ino, range.start, range.end, |block, _, v| {
                     if compare && live.get(&block).is_some_and(|l| l == v) {
@@ -345,14 +372,11 @@ impl Out<'_> {
                     differ += 1;
                     report.blocks += 1;
                     report.data_bytes += v.len() as u64;
-                    match batch {
-                        Some(b) => b.add(Record::Data {
-                            ino,
-                            block,
-                            bytes: v.to_vec(),
-                        }),
-                        None => Ok(()),
-                    }
+                    self.add(Record::Data {
+                        ino,
+                        block,
+                        bytes: v.to_vec(),
+                    })
                 })?;
         }
         Ok(differ)

@@ -8,7 +8,7 @@
 //! every transaction acknowledged before the sync point was asked for is
 //! there.
 //!
-//! LSVFS_PGBENCH_SECS sets the length of each pgbench run (default 60).
+//! LSVFS_PGBENCH_SECS sets the length of each pgbench run (default 30).
 
 mod common;
 
@@ -25,7 +25,7 @@ fn bench_secs() -> u64 {
     std::env::var("LSVFS_PGBENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(30)
 }
 
 /// The tests share the test user, whose processes a failing test kills:

@@ -6,10 +6,8 @@
 //! rollback` of the unmounted volume makes the whole tree equal to the
 //! view again, and rolling back to its "before" sync point undoes it.
 
-mod common;
-
-use common::facts::{assert_same, manifest, set_xattr};
-use common::mount::{Mounted, lsvfs, run, view_tree};
+use super::common::facts::{assert_same, manifest, set_xattr};
+use super::common::mount::{Mounted, lsvfs, run, view_tree};
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 
@@ -77,7 +75,7 @@ fn diff_restore_and_rollback_through_the_command_line() {
         .arg("restore")
         .arg(&m.mnt)
         .args(["--at", "good", "d"]));
-    let under_d = |t: &std::collections::BTreeMap<String, common::facts::Facts>| {
+    let under_d = |t: &std::collections::BTreeMap<String, super::common::facts::Facts>| {
         t.iter()
             .filter(|(p, _)| *p == "d" || p.starts_with("d/"))
             .map(|(p, f)| (p.clone(), f.clone()))

@@ -7,10 +7,8 @@
 //! sync point whose segments are only in the backing store exports from
 //! the store alone.
 
-mod common;
-
-use common::facts::{assert_same, manifest, set_xattr};
-use common::mount::{Mounted, SMALL_SEGMENTS, lsvfs, run, view_tree};
+use super::common::facts::{assert_same, manifest, set_xattr};
+use super::common::mount::{Mounted, SMALL_SEGMENTS, lsvfs, run, view_tree};
 use std::ffi::CString;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;

@@ -4,9 +4,7 @@
 //! freeze of its own holds what was written before it, and when a hook
 //! fails it reports the failure and leaves the mount thawed.
 
-mod common;
-
-use common::mount::{Mounted, lsvfs, run};
+use super::common::mount::{Mounted, lsvfs, run};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
