@@ -115,23 +115,31 @@ impl Gate {
         until
     }
 
-    /// Thaws, runs the parked changes in order, and returns how many.
+    /// Thaws: runs the parked changes in the order they came, and returns
+    /// how many. Changes that come meanwhile are parked behind them, so
+    /// none overtakes an older one; the gate opens once none is left.
     pub fn thaw(&self, how: String) -> usize {
-        let parked = {
-            let mut s = lock(&self.state);
-            if s.until.take().is_none() {
-                return 0;
+        let mut n = 0;
+        loop {
+            let parked = {
+                let mut s = lock(&self.state);
+                if s.until.is_none() {
+                    return n;
+                }
+                if s.parked.is_empty() {
+                    s.until = None;
+                    s.last = Some(how);
+                    return n;
+                }
+                std::mem::take(&mut s.parked)
+            };
+            n += parked.len();
+            for op in parked {
+                lock(&self.state).in_flight += 1;
+                let _pass = Pass(self);
+                op();
             }
-            s.last = Some(how);
-            std::mem::take(&mut s.parked)
-        };
-        let n = parked.len();
-        for op in parked {
-            lock(&self.state).in_flight += 1;
-            let _pass = Pass(self);
-            op();
         }
-        n
     }
 
     pub fn status(&self) -> FreezeStatus {
@@ -166,8 +174,21 @@ mod tests {
         }
         assert!(lock(&done).is_empty());
         assert_eq!(gate.status().parked, 3);
-        assert_eq!(gate.thaw("thawed".into()), 3);
-        assert_eq!(*lock(&done), [0, 1, 2]);
+        // A change that comes while the thaw runs the parked ones waits
+        // behind them.
+        let (g, d) = (gate.clone(), done.clone());
+        if let Admission::Frozen(p) = gate.enter() {
+            p.park(Box::new(move || {
+                let late = d.clone();
+                match g.enter() {
+                    Admission::Frozen(p) => p.park(Box::new(move || lock(&late).push(9))),
+                    Admission::Now(_) => lock(&late).push(99),
+                }
+                lock(&d).push(3);
+            }));
+        }
+        assert_eq!(gate.thaw("thawed".into()), 5);
+        assert_eq!(*lock(&done), [0, 1, 2, 3, 9]);
         assert!(matches!(gate.enter(), Admission::Now(_)));
         // A short freeze ends by itself, and says so.
         gate.freeze(Duration::from_millis(50));
