@@ -250,7 +250,9 @@ enum Command {
         /// "session_partial_bytes",
         /// "compression_ratio", "archive_mib_per_s", "user_bytes",
         /// "copied_forward_bytes", "write_amplification", "store": {"location", "ok", "error",
-        /// "since"}}; ratios are null until there is something to divide.
+        /// "since"}, "retention": {...}, "freeze" (mounted only): {"frozen",
+        /// "thaws_in_s", "parked", "last"}}; ratios are null until there is
+        /// something to divide.
         #[arg(long)]
         json: bool,
     },
