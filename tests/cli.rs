@@ -202,30 +202,40 @@ fn second_writer_is_told_who_holds_the_volume() {
     held.close().unwrap();
 }
 
-/// The field names of the table under `heading` in docs/CLI.md.
-fn documented_fields(heading: &str) -> Vec<String> {
+/// The rows of the table under `heading` in docs/CLI.md, as (field, type).
+fn documented_rows(heading: &str) -> Vec<(String, String)> {
     let doc =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/CLI.md")).unwrap();
     let section = doc
         .split(heading)
         .nth(1)
         .unwrap_or_else(|| panic!("no {heading}"));
-    let mut fields: Vec<String> = section
+    section
         .lines()
         .skip_while(|l| !l.starts_with("| field"))
         .skip(2)
         .take_while(|l| l.starts_with('|'))
         .map(|l| {
-            l.split('|')
-                .nth(1)
-                .unwrap()
-                .trim()
-                .trim_matches('`')
-                .to_string()
+            let cell = |n: usize| l.split('|').nth(n).unwrap().trim().to_string();
+            (cell(1).trim_matches('`').to_string(), cell(2))
         })
-        .collect();
+        .collect()
+}
+
+/// The field names of the table under `heading` in docs/CLI.md.
+fn documented_fields(heading: &str) -> Vec<String> {
+    let mut fields: Vec<String> = documented_rows(heading).into_iter().map(|r| r.0).collect();
     fields.sort();
     fields
+}
+
+/// The fields under `heading` whose type column says `note`.
+fn documented_fields_described(heading: &str, note: &str) -> Vec<String> {
+    documented_rows(heading)
+        .into_iter()
+        .filter(|(_, ty)| ty.contains(note))
+        .map(|r| r.0)
+        .collect()
 }
 
 /// The field names of a JSON object, those of nested objects as `outer.inner`.
@@ -249,10 +259,20 @@ fn json_output_has_the_shape_docs_cli_md_gives() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.is_empty(), "{out:?}");
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        json_fields(&status),
-        documented_fields("### `lsvfs status --json`")
-    );
+    // A volume that is not mounted has no freeze: the fields CLI.md marks
+    // "mounted volumes only" (and those under them) are absent, and only they.
+    let heading = "### `lsvfs status --json`";
+    let mounted_only = documented_fields_described(heading, "mounted volumes only");
+    assert_eq!(mounted_only, ["freeze"]);
+    let unmounted: Vec<String> = documented_fields(heading)
+        .into_iter()
+        .filter(|f| {
+            !mounted_only
+                .iter()
+                .any(|m| f == m || f.starts_with(&format!("{m}.")))
+        })
+        .collect();
+    assert_eq!(json_fields(&status), unmounted);
     let out = lsvfs(&["sync-points", path(&vol), "--json"]);
     assert!(out.status.success(), "{out:?}");
     let points: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
