@@ -8,6 +8,7 @@
 pub mod archive;
 pub mod batch;
 pub mod changes;
+pub mod checks;
 pub mod cli;
 pub mod clone;
 pub mod control_files;

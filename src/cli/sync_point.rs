@@ -160,6 +160,27 @@ struct Listed {
     /// it would free); null when listed from a store alone.
     alone_bytes: Option<u64>,
     pinned: bool,
+    /// The newest restore test (`lsvfs agent postgres --verify`), if any.
+    check: Option<Checked>,
+}
+
+#[derive(Serialize)]
+struct Checked {
+    ok: bool,
+    time: String,
+    tool: String,
+    detail: String,
+}
+
+impl From<&crate::checks::Check> for Checked {
+    fn from(c: &crate::checks::Check) -> Checked {
+        Checked {
+            ok: c.ok,
+            time: crate::time::rfc3339(c.time_ns),
+            tool: c.tool.clone(),
+            detail: c.detail.clone(),
+        }
+    }
 }
 
 /// A volume directory, or the volume behind an lsvfs mount point.
@@ -179,7 +200,7 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
         None => volume_of(path)?,
     };
     let mut store_line = None;
-    let (volume, points, locations, alone, pinned) =
+    let (volume, points, locations, alone, pinned, checks) =
         match crate::layout::source(&source, volume_id)? {
             Source::Volume(volume) => {
                 let points = Volume::sync_points_of(&volume)?;
@@ -204,13 +225,15 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
                     }
                 };
                 let pinned = policy.retention.pinned;
-                (policy.volume_id, points, locations, alone, pinned)
+                let checks = crate::checks::load(&crate::disk::Real, &volume)?;
+                (policy.volume_id, points, locations, alone, pinned, checks)
             }
             Source::Store(archive) => {
                 let points = archive.sync_points(&|_, _| {})?;
                 let locations = vec!["store"; points.len()];
                 let id = archive.volume_id().to_hex();
-                (id, points, locations, Default::default(), Vec::new())
+                let (alone, checks) = (Default::default(), Default::default());
+                (id, points, locations, alone, Vec::new(), checks)
             }
         };
     let listed: Vec<Listed> = points
@@ -227,6 +250,7 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
             volume: volume.clone(),
             alone_bytes: alone.get(&p.info.id).copied(),
             pinned: pinned.contains(&p.info.id),
+            check: checks.get(&p.info.id).map(Checked::from),
         })
         .collect();
     if json {
@@ -244,8 +268,13 @@ pub fn list(path: &Path, volume_id: Option<crate::format::VolumeId>, json: bool)
     for p in listed {
         let alone = p.alone_bytes.map_or("-".into(), |b| b.to_string());
         let pin = if p.pinned { " (pinned)" } else { "" };
+        let check = match &p.check {
+            None => String::new(),
+            Some(c) if c.ok => format!(" (restore-tested {})", c.time),
+            Some(c) => format!(" (restore test FAILED {}: {})", c.time, c.detail),
+        };
         println!(
-            "{:>8}  {:<24}  {:<8}  {alone:>10}  {}{pin}",
+            "{:>8}  {:<24}  {:<8}  {alone:>10}  {}{pin}{check}",
             p.id, p.time, p.location, p.label
         );
     }
