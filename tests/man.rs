@@ -10,7 +10,23 @@ use clap_complete::Shell;
 use common::mount::ensure_tool;
 use std::path::Path;
 
-/// lsvfs.1, one lsvfs-SUBCOMMAND.1 per subcommand, and lsvfs-format.5.
+/// Every subcommand, nested ones too (`lsvfs agent postgres`), with the
+/// words that call it.
+fn subcommands() -> Vec<(String, clap::Command)> {
+    let mut out = Vec::new();
+    let mut todo = vec![("lsvfs".to_string(), lsvfs::cli::command())];
+    while let Some((words, cmd)) = todo.pop() {
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let words = format!("{words} {}", sub.get_name());
+            out.push((words.clone(), sub.clone()));
+            todo.push((words, sub.clone()));
+        }
+    }
+    out
+}
+
+/// lsvfs.1, one lsvfs-SUBCOMMAND.1 per subcommand (lsvfs-agent-postgres.1
+/// for a nested one), and lsvfs-format.5.
 fn pages() -> Vec<(String, Vec<u8>)> {
     let root = lsvfs::cli::command();
     let mut out = Vec::new();
@@ -22,8 +38,8 @@ fn pages() -> Vec<(String, Vec<u8>)> {
             .unwrap();
         out.push((format!("man/{name}.1"), buf));
     };
-    for sub in root.get_subcommands() {
-        render(format!("lsvfs {}", sub.get_name()), sub.clone());
+    for (words, cmd) in subcommands() {
+        render(words, cmd);
     }
     render("lsvfs".to_string(), root);
     let format = std::fs::read_to_string(root_dir().join("docs/FORMAT.md")).unwrap();
@@ -183,12 +199,11 @@ fn man_pages_render_cleanly() {
 /// Every subcommand's --help shows at least one example.
 #[test]
 fn every_subcommand_has_an_example() {
-    for sub in lsvfs::cli::command().get_subcommands() {
+    for (words, sub) in subcommands() {
         let help = sub.clone().render_long_help().to_string();
         assert!(
             help.contains("Example: lsvfs "),
-            "lsvfs {} --help has no example",
-            sub.get_name()
+            "{words} --help has no example"
         );
     }
 }
