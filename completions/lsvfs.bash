@@ -234,7 +234,7 @@ _lsvfs() {
             return 0
             ;;
         lsvfs__subcmd__agent__subcmd__postgres)
-            opts="-v -q -h --connection --every --psql --verbose --quiet --help"
+            opts="-v -q -h --connection --every --psql --verify --verify-dir --pg-bin --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -249,6 +249,14 @@ _lsvfs() {
                     return 0
                     ;;
                 --psql)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --pg-bin)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

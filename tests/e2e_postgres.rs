@@ -277,4 +277,77 @@ fn the_postgres_agent_labels_sync_points_with_increasing_wal_positions() {
         &format!("agent sync point {id}"),
         acked_before(&acked, *asked),
     );
+
+    // --verify: a restore test (clone, recovery, pg_amcheck) passes on the
+    // healthy cluster and fails once an index page is damaged on purpose.
+    cluster.start();
+    cluster.query("create table damaged as select generate_series(1, 20000) as i");
+    cluster.query("create index damaged_i_idx on damaged (i)");
+    let verify = || {
+        lsvfs()
+            .args(["agent", "postgres"])
+            .arg(&m.mnt)
+            .args(["--connection", &cluster.conninfo(), "--psql"])
+            .arg(format!("{BIN}/psql"))
+            .arg("--verify")
+            .output()
+            .unwrap()
+    };
+    let out = verify();
+    let said = format!("{out:?}");
+    assert!(out.status.success(), "{said}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("pg_amcheck clean"), "{said}");
+    eprintln!("healthy: {said}");
+    let healthy: u64 = stdout.split_whitespace().next().unwrap().parse().unwrap();
+
+    let file = cluster.query("select pg_relation_filepath('damaged_i_idx')");
+    cluster.stop();
+    let index = std::fs::OpenOptions::new()
+        .write(true)
+        .open(cluster.data.join(file))
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&index, &[0x5a; 8192], 8192).unwrap();
+    // The agent's sync point does not flush the mount: PostgreSQL's own
+    // writes are fsynced, and so must this one be.
+    index.sync_all().unwrap();
+    drop(index);
+    cluster.start();
+    let out = verify();
+    let said = format!("{out:?}");
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("failed its restore test"), "{said}");
+    assert!(stderr.contains("damaged_i_idx"), "{said}");
+    eprintln!("damaged: {said}");
+    let damaged: u64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    cluster.stop();
+
+    let listing = run(lsvfs().arg("sync-points").arg(&m.volume).arg("--json"));
+    let listing: serde_json::Value = serde_json::from_str(&listing).unwrap();
+    let checks: Vec<(u64, bool, String)> = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["check"].is_null())
+        .map(|p| {
+            let c = &p["check"];
+            assert_eq!(c["tool"], "pg_amcheck", "{p}");
+            let detail = c["detail"].as_str().unwrap().to_string();
+            (p["id"].as_u64().unwrap(), c["ok"].as_bool().unwrap(), detail)
+        })
+        .collect();
+    assert_eq!(checks.len(), 2, "{checks:?}");
+    assert_eq!((checks[0].0, checks[0].1), (healthy, true), "{checks:?}");
+    assert_eq!((checks[1].0, checks[1].1), (damaged, false), "{checks:?}");
+    let text = run(lsvfs().arg("sync-points").arg(&m.volume));
+    assert!(text.contains("(restore test FAILED "), "{text}");
+    // Nothing of the tests is left mounted.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(!mounts.contains("lsvfs-verify-"), "{mounts}");
 }

@@ -1,7 +1,8 @@
 //! `lsvfs clone`: a new writable volume from a sync point of a volume or
 //! of a backing store alone.
 
-use crate::format::VolumeId;
+use crate::clone::Cloned;
+use crate::format::{SyncInfo, VolumeId};
 use crate::layout::Source;
 use crate::policy::Policy;
 use crate::view::{Selector, View};
@@ -17,8 +18,30 @@ pub struct New<'a> {
 }
 
 pub fn run(source: &Path, volume_id: Option<VolumeId>, at: &str, new: New) -> Result<()> {
-    let (new_volume, backing_store, working_set) = (new.dir, new.backing_store, new.working_set);
     let started = std::time::Instant::now();
+    let dir = new.dir;
+    let (point, cloned) = clone(source, volume_id, at, new)?;
+    println!(
+        "cloned sync point {} ({}) into {}: {} inodes, {} bytes of data, in {:.1} s",
+        point.id,
+        crate::time::rfc3339(point.time_ns),
+        dir.display(),
+        cloned.inodes,
+        cloned.data_bytes,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Clones sync point `at` of `source` (a volume or a backing store) into
+/// the new volume `new.dir`: the sync point cloned and what was copied.
+pub fn clone(
+    source: &Path,
+    volume_id: Option<VolumeId>,
+    at: &str,
+    new: New,
+) -> Result<(SyncInfo, Cloned)> {
+    let (new_volume, backing_store, working_set) = (new.dir, new.backing_store, new.working_set);
     let which = Selector::parse(at);
     let bar = super::progress::Bar::new(format!("building the view of {at}"), "segments");
     let (view, mut policy) = match crate::layout::source(source, volume_id)? {
@@ -51,14 +74,5 @@ pub fn run(source: &Path, volume_id: Option<VolumeId>, at: &str, new: New) -> Re
     let label = format!("clone of {} at sync point {}", source.display(), point.id);
     let cloned = crate::clone::clone_view(&view, new_volume, &policy, &label)
         .with_context(|| format!("cannot clone into {}", new_volume.display()))?;
-    println!(
-        "cloned sync point {} ({}) into {}: {} inodes, {} bytes of data, in {:.1} s",
-        point.id,
-        crate::time::rfc3339(point.time_ns),
-        new_volume.display(),
-        cloned.inodes,
-        cloned.data_bytes,
-        started.elapsed().as_secs_f64()
-    );
-    Ok(())
+    Ok((point.clone(), cloned))
 }
