@@ -81,6 +81,15 @@ class Volume:
         took = time.monotonic() - start
         return int(answer.split()[0]), took
 
+    def flushing_sync_point(self, label):
+        """Takes a sync point with `lsvfs sync-point`, which flushes the
+        mount first, as a person or a cron job would; returns (id, seconds
+        the whole command took)."""
+        start = time.monotonic()
+        out = sh(LSVFS, "sync-point", self.mnt, "--label", label)
+        took = time.monotonic() - start
+        return int(out.split()[0]), took
+
     def sync_points(self):
         return json.loads(sh(LSVFS, "sync-points", self.volume, "--json"))
 
@@ -99,14 +108,15 @@ def mounted(path):
 class Passthrough:
     """The anchor: examples/passthrough mirroring `source` on `mnt`, a plain
     FUSE filesystem mounted as lsvfs is (same capabilities, max_write,
-    threads, writeback cache), serving in the background until unmount()."""
+    threads, writeback cache; `config`: its flags that change threads and
+    the cache), serving in the background until unmount()."""
 
-    def __init__(self, source, mnt, options="allow_other"):
+    def __init__(self, source, mnt, options="allow_other", config=()):
         self.mnt = mnt
         for d in (source, mnt):
             os.makedirs(d, exist_ok=True)
         self.log = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen([PASSTHROUGH, "-o", options, source, mnt],
+        self.proc = subprocess.Popen([PASSTHROUGH, "-o", options, *config, source, mnt],
                                      stdout=subprocess.DEVNULL, stderr=self.log)
         deadline = time.monotonic() + 30
         while not mounted(mnt):

@@ -1,7 +1,8 @@
 """pgbench on the native directory, on the passthrough anchor (a plain FUSE
 mirror) and on lsvfs, and the cost of a 1-second RPO: the same lsvfs cluster
-with a sync point taken every second through the control file, whose
-latencies are recorded."""
+with a sync point taken every second, crash-consistent through the control
+file (as a database hook does) or flushing with `lsvfs sync-point` (as a
+person or cron job does), whose latencies are recorded."""
 
 import os
 import pwd
@@ -63,12 +64,12 @@ def pgbench(cluster, secs):
 
 
 class SyncPoints(threading.Thread):
-    """Takes one sync point per second on `volume` until stopped; records
-    (seconds since start, latency in ms) of each."""
+    """Takes one sync point per second with `take(label)` until stopped;
+    records (seconds since start, latency in ms) of each."""
 
-    def __init__(self, volume):
+    def __init__(self, take):
         super().__init__(daemon=True)
-        self.volume, self.samples, self.stopping = volume, [], threading.Event()
+        self.take, self.samples, self.stopping = take, [], threading.Event()
         self.error = None
 
     def run(self):
@@ -76,8 +77,8 @@ class SyncPoints(threading.Thread):
         n = 0
         while not self.stopping.is_set():
             try:
-                _, took = self.volume.sync_point(f"bench {n}")
-            except OSError as e:
+                _, took = self.take(f"bench {n}")
+            except (OSError, RuntimeError) as e:
                 self.error = e
                 return
             self.samples.append((time.monotonic() - start, took * 1e3))
@@ -92,15 +93,15 @@ class SyncPoints(threading.Thread):
         return self.samples
 
 
-SIDES = ["native", "passthrough", "lsvfs", "lsvfs+sync-points"]
+SIDES = ["native", "passthrough", "lsvfs", "lsvfs+sync-points", "lsvfs+flushing-sync-points"]
 
 
 def section(work, quick, pairs):
     """pgbench (scale 20, 4 clients, 60 s; --quick: scale 5, 4 s) on the
-    four sides in turn; returns rows, figures and the latency series."""
+    five sides in turn; returns rows, figures and the latency series."""
     ensure_postgres()
     scale, secs = (5, 4) if quick else (20, 60)
-    series = []
+    series = {"lsvfs+sync-points": [], "lsvfs+flushing-sync-points": []}
     with three_sides(work) as (volume, mirror):
         clusters = {}
         try:
@@ -113,14 +114,15 @@ def section(work, quick, pairs):
                 c.client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
 
             def run(side):
-                if side != "lsvfs+sync-points":
+                if side not in series:
                     return pgbench(clusters[side], secs)
-                taker = SyncPoints(volume)
+                taker = SyncPoints(volume.sync_point if side == "lsvfs+sync-points"
+                                   else volume.flushing_sync_point)
                 taker.start()
                 try:
                     return pgbench(clusters["lsvfs"], secs)
                 finally:
-                    series.append(taker.finish())
+                    series[side].append(taker.finish())
 
             raw = alternate(SIDES, pairs, run)
         finally:
@@ -138,15 +140,24 @@ def section(work, quick, pairs):
                 higher_is_better=False, anchor="passthrough"),
         compare(f"{name}-tps-sync-point-each-s", "TPS",
                 pick(tps, "lsvfs", "lsvfs+sync-points"), "lsvfs", "lsvfs+sync-points"),
+        compare(f"{name}-tps-flushing-sync-point-each-s", "TPS",
+                pick(tps, "lsvfs", "lsvfs+flushing-sync-points"), "lsvfs",
+                "lsvfs+flushing-sync-points"),
     ]
     for r in rows:
         print_row(r)
-    ms = [m for run in series for _, m in run]
+
+    def latency_of(side):
+        ms = [m for run in series[side] for _, m in run]
+        return {"count": len(ms), "p50": percentile(ms, 50), "p99": percentile(ms, 99),
+                "max": max(ms)}
+
     figures = {
-        "sync_point_latency_ms": {
-            "count": len(ms), "p50": percentile(ms, 50), "p99": percentile(ms, 99),
-            "max": max(ms),
-        },
+        "sync_point_latency_ms": latency_of("lsvfs+sync-points"),
         "sync_point_tps_cost_percent": (1 - rows[2]["ratio"]) * 100,
+        "flushing_sync_point_latency_ms": latency_of("lsvfs+flushing-sync-points"),
+        "flushing_sync_point_tps_cost_percent": (1 - rows[3]["ratio"]) * 100,
     }
-    return {"rows": rows, "figures": figures, "series": {"sync_point_latency": series}}
+    return {"rows": rows, "figures": figures,
+            "series": {"sync_point_latency": series["lsvfs+sync-points"],
+                       "flushing_sync_point_latency": series["lsvfs+flushing-sync-points"]}}

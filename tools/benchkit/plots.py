@@ -1,4 +1,5 @@
-"""PNG plots of the curves a number does not show: view mount time against
+"""PNG plots of what a table does not show at a glance: the three sides'
+ratios per workload, the anchor's configurations, view mount time against
 working-set size, write amplification against live fraction, and sync-point
 latency over time under pgbench."""
 
@@ -32,6 +33,36 @@ def draw(result, out):
         plt.close(fig)
         written.append(name)
 
+    three = [r for r in result["rows"] if r.get("anchor") and r["higher_is_better"]]
+    if three:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        width = 0.4
+        for k, (ratio, label) in enumerate((("lsvfs/native", "lsvfs / native"),
+                                            ("lsvfs/passthrough", "lsvfs / passthrough"))):
+            ax.barh([i + k * width for i in range(len(three))],
+                    [r["ratios"][ratio] or 0 for r in three], height=width, label=label)
+        ax.axvline(1.0, color="grey", linestyle=":")
+        ax.set_yticks([i + width / 2 for i in range(len(three))])
+        ax.set_yticklabels([r["workload"] for r in three], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlabel("ratio of medians (higher is better for lsvfs)")
+        ax.set_title("lsvfs against the native directory and a plain FUSE mirror")
+        ax.legend()
+        save(fig, "three-sides.png")
+
+    configs = [r for r in result["rows"] if r["base"] == "wb-8t"]
+    if configs:
+        fig, ax = plt.subplots(figsize=(8, 4.5))
+        ax.barh(range(len(configs)), [r["ratio"] for r in configs])
+        ax.axvline(1.0, color="grey", linestyle=":", label="writeback cache, 8 threads")
+        ax.set_yticks(range(len(configs)))
+        ax.set_yticklabels([r["workload"] for r in configs], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel("ratio to the writeback cache with 8 threads (higher is better)")
+        ax.set_title("The passthrough anchor's configurations")
+        ax.legend()
+        save(fig, "anchor-configs.png")
+
     if series.get("views"):
         fig, ax = plt.subplots(figsize=(6, 4))
         for where in ("primary", "archive"):
@@ -56,15 +87,20 @@ def draw(result, out):
         ax.legend()
         save(fig, "write-amplification.png")
 
-    if series.get("sync_point_latency"):
+    for key, kind, target, name in (
+            ("sync_point_latency", "crash-consistent", 5.0, "sync-point-latency.png"),
+            ("flushing_sync_point_latency", "flushing", 50.0,
+             "flushing-sync-point-latency.png")):
+        if not series.get(key):
+            continue
         fig, ax = plt.subplots(figsize=(7, 4))
-        for i, run in enumerate(series["sync_point_latency"]):
+        for i, run in enumerate(series[key]):
             ax.plot([t for t, _ in run], [ms for _, ms in run], marker=".", linewidth=0.6,
                     label=f"run {i + 1}")
-        ax.axhline(5.0, color="grey", linestyle=":", label="p99 target (5 ms)")
+        ax.axhline(target, color="grey", linestyle=":", label=f"p99 target ({target:g} ms)")
         ax.set_xlabel("time into the pgbench run (s)")
         ax.set_ylabel("sync point latency (ms)")
-        ax.set_title("One sync point per second under pgbench")
+        ax.set_title(f"One {kind} sync point per second under pgbench")
         ax.legend()
-        save(fig, "sync-point-latency.png")
+        save(fig, name)
     return written

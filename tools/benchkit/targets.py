@@ -1,13 +1,24 @@
-"""The targets of this wave (../shared/BENCH.md, issue 6), checked against a
+"""The targets (../shared/BENCH.md, issues 6 and 16), checked against a
 run's rows and figures."""
 
 import operator
 
 
-def row_ratio(predicate):
+def row_ratio(predicate, ratio=None):
+    """The ratio subject/base of the first row whose workload matches, or
+    the named one of its `ratios` ("lsvfs/passthrough")."""
     def get(result):
-        return next((r["ratio"] for r in result["rows"] if predicate(r["workload"])), None)
+        return next((r["ratio"] if ratio is None else r["ratios"].get(ratio)
+                     for r in result["rows"] if predicate(r["workload"])), None)
     return get
+
+
+def named(workload):
+    return lambda w: w == workload
+
+
+def pgbench_tps(w):
+    return w.startswith("pgbench") and w.endswith("-tps")
 
 
 def figure(*path):
@@ -32,14 +43,14 @@ def largest(prefix):
 
 TARGETS = [
     ("random 4 KiB fdatasync writes, 1 job (lsvfs/native)",
-     row_ratio(lambda w: w == "rand-write-4K-fdatasync-1job"), ">=", 1.0),
+     row_ratio(named("rand-write-4K-fdatasync-1job")), ">=", 1.0),
     ("random 4 KiB fdatasync writes, 4 jobs (lsvfs/native)",
-     row_ratio(lambda w: w == "rand-write-4K-fdatasync-4jobs"), ">=", 1.0),
-    ("sequential write (lsvfs/native)", row_ratio(lambda w: w == "seq-write-1M"), ">=", 0.6),
+     row_ratio(named("rand-write-4K-fdatasync-4jobs")), ">=", 1.0),
+    ("sequential write (lsvfs/native)", row_ratio(named("seq-write-1M")), ">=", 0.6),
     ("sequential read, cold (lsvfs/native)",
-     row_ratio(lambda w: w == "seq-read-1M-cold"), ">=", 0.6),
+     row_ratio(named("seq-read-1M-cold")), ">=", 0.6),
     ("pgbench TPS (lsvfs/native)",
-     row_ratio(lambda w: w.startswith("pgbench") and w.endswith("-tps")), ">=", 0.7),
+     row_ratio(pgbench_tps), ">=", 0.7),
     ("sync point p99 under pgbench (ms)", figure("sync_point_latency_ms", "p99"), "<", 5.0),
     ("pgbench TPS cost of one sync point per second (%)",
      figure("sync_point_tps_cost_percent"), "<", 2.0),
@@ -51,6 +62,24 @@ TARGETS = [
      largest("index_bytes_per_block_sequential-"), "<=", 32.0),
     ("index bytes per live 4 KiB block, scattered",
      largest("index_bytes_per_block_scattered-"), "<=", 32.0),
+    # Issue 16: the log against the passthrough anchor.
+    ("pgbench TPS (lsvfs/passthrough)", row_ratio(pgbench_tps, "lsvfs/passthrough"), ">=", 1.0),
+    ("pgbench TPS (lsvfs/native)", row_ratio(pgbench_tps), ">=", 0.75),
+    ("random 4 KiB fdatasync writes, 1 job (lsvfs/passthrough)",
+     row_ratio(named("rand-write-4K-fdatasync-1job"), "lsvfs/passthrough"), ">=", 1.0),
+    ("random 4 KiB fdatasync writes, 4 jobs (lsvfs/native)",
+     row_ratio(named("rand-write-4K-fdatasync-4jobs")), ">=", 1.2),
+    ("sequential read, cold (lsvfs/passthrough)",
+     row_ratio(named("seq-read-1M-cold"), "lsvfs/passthrough"), ">=", 1.0),
+    ("sequential write (lsvfs/passthrough)",
+     row_ratio(named("seq-write-1M"), "lsvfs/passthrough"), ">=", 1.0),
+    ("sequential write (lsvfs/native)", row_ratio(named("seq-write-1M")), ">=", 0.8),
+    ("create/stat/unlink (lsvfs/passthrough)",
+     row_ratio(named("small-files-create-stat-unlink"), "lsvfs/passthrough"), ">=", 1.0),
+    ("crash-consistent sync point p50 under pgbench (ms)",
+     figure("sync_point_latency_ms", "p50"), "<", 1.0),
+    ("flushing sync point p99 under pgbench (ms)",
+     figure("flushing_sync_point_latency_ms", "p99"), "<", 50.0),
 ]
 
 OPS = {">=": operator.ge, "<=": operator.le, "<": operator.lt}
