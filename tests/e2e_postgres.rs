@@ -339,7 +339,11 @@ fn the_postgres_agent_labels_sync_points_with_increasing_wal_positions() {
             let c = &p["check"];
             assert_eq!(c["tool"], "pg_amcheck", "{p}");
             let detail = c["detail"].as_str().unwrap().to_string();
-            (p["id"].as_u64().unwrap(), c["ok"].as_bool().unwrap(), detail)
+            (
+                p["id"].as_u64().unwrap(),
+                c["ok"].as_bool().unwrap(),
+                detail,
+            )
         })
         .collect();
     assert_eq!(checks.len(), 2, "{checks:?}");
