@@ -25,8 +25,9 @@ PGBENCH_SECS = 20
 
 
 def rows_against_default(name, unit, samples):
-    rows = [compare(f"{name} ({config})", unit, {DEFAULT: samples[DEFAULT], config: samples[config]},
-                    DEFAULT, config) for config in CONFIGS if config != DEFAULT]
+    rows = [compare(f"{name} ({config})", unit,
+                    {DEFAULT: samples[DEFAULT], config: samples[config]}, DEFAULT, config)
+            for config in CONFIGS if config != DEFAULT]
     for r in rows:
         print_row(r)
     return rows

@@ -6,6 +6,7 @@ latency over time under pgbench."""
 import os
 import statistics
 
+from . import anchor
 from .common import sh
 
 
@@ -50,7 +51,7 @@ def draw(result, out):
         ax.legend()
         save(fig, "three-sides.png")
 
-    configs = [r for r in result["rows"] if r["base"] == "wb-8t"]
+    configs = [r for r in result["rows"] if r["base"] == anchor.DEFAULT]
     if configs:
         fig, ax = plt.subplots(figsize=(8, 4.5))
         ax.barh(range(len(configs)), [r["ratio"] for r in configs])
@@ -88,7 +89,8 @@ def draw(result, out):
         save(fig, "write-amplification.png")
 
     for key, kind, target, name in (
-            ("sync_point_latency", "crash-consistent", 5.0, "sync-point-latency.png"),
+            ("sync_point_latency", "crash-consistent", 5.0,
+             "crash-consistent-sync-point-latency.png"),
             ("flushing_sync_point_latency", "flushing", 50.0,
              "flushing-sync-point-latency.png")):
         if not series.get(key):
