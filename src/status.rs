@@ -20,6 +20,9 @@ pub struct Status {
     pub reserve_in_use: u64,
     /// Sealed segments the archiver has still to retire.
     pub waiting_for_archive: u64,
+    /// Sealed segments in primary not yet stored in the backing store
+    /// (their history has not left the machine).
+    pub waiting_for_ship: u64,
     /// Whether writes are waiting for the archiver (reserve full).
     pub writes_blocked: bool,
     /// Live data (mapped blocks × block size) and the capacity rule's limit.
@@ -145,6 +148,10 @@ impl Status {
                     ""
                 }
             ),
+        );
+        line(
+            "waiting to ship",
+            format!("{} sealed segments", self.waiting_for_ship),
         );
         line(
             "live data",

@@ -306,6 +306,7 @@ impl Volume {
             working_set_fill: primary as f64 / w as f64,
             reserve_in_use: primary.saturating_sub(w).min(p.reserve as u64),
             waiting_for_archive: primary.saturating_sub(w),
+            waiting_for_ship: self.archive().unshipped(sh.oldest_sealed(), sh.sealed()),
             writes_blocked: sh.writes_blocked(),
             live_bytes: live * p.block_size,
             capacity_bytes: p.capacity_blocks() * p.block_size,

@@ -137,6 +137,17 @@ impl Archive {
             .collect()
     }
 
+    /// Of the sealed segments `oldest..=sealed` (none when `oldest` is
+    /// None), those with no object in the store as last listed (all of them
+    /// until the store could be listed).
+    pub fn unshipped(&self, oldest: Option<u64>, sealed: u64) -> u64 {
+        let Some(oldest) = oldest else { return 0 };
+        let objects = lock(&self.objects);
+        (oldest..=sealed)
+            .filter(|s| !objects.as_ref().is_some_and(|o| o.contains_key(s)))
+            .count() as u64
+    }
+
     fn damaged(&self, seq: u64) -> impl FnOnce(DecodeError) -> ArchiveError + '_ {
         move |source| ArchiveError::Damaged {
             seq,

@@ -244,7 +244,7 @@ enum Command {
         volume: PathBuf,
         /// One JSON object: {"segment_size", "working_set", "reserve",
         /// "segments_in_primary", "working_set_fill", "reserve_in_use",
-        /// "waiting_for_archive", "writes_blocked", "live_bytes",
+        /// "waiting_for_archive", "waiting_for_ship", "writes_blocked", "live_bytes",
         /// "capacity_bytes", "archived_segments", "archived_bytes",
         /// "session_archived_raw_bytes", "session_archived_stored_bytes",
         /// "session_partial_bytes",

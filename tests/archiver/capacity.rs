@@ -74,6 +74,8 @@ fn with_the_store_down_writes_wait_then_everything_is_archived() {
     );
     assert_eq!(status.archived_segments, 0);
     assert_eq!(primary_segments(&dir), (W + RESERVE - 1) as u64);
+    // Every sealed segment (all in primary but the open one) is unshipped.
+    assert_eq!(status.waiting_for_ship, (W + RESERVE - 2) as u64);
     std::thread::sleep(Duration::from_millis(500));
     assert!(!worker.is_finished(), "writes must wait, not fail");
     assert!(fs.volume().status().writes_blocked);
@@ -81,6 +83,11 @@ fn with_the_store_down_writes_wait_then_everything_is_archived() {
     faulty.set_down(false);
     let work = worker.join().unwrap();
     drained(&fs);
+    wait_until(
+        "every sealed segment to ship",
+        Duration::from_secs(60),
+        || fs.volume().status().waiting_for_ship == 0,
+    );
     let status = fs.volume().status();
     assert!(status.store.ok, "{status:?}");
     assert!(status.archived_segments > W as u64);

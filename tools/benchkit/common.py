@@ -94,7 +94,13 @@ class Volume:
         return json.loads(sh(LSVFS, "sync-points", self.volume, "--json"))
 
     def wait_archived(self):
-        while self.status()["waiting_for_archive"] > 0:
+        """Waits until the archiver is idle: nothing over the working set to
+        retire and every sealed segment shipped (compressed and stored), so
+        that what is timed next does not share the machine with it."""
+        while True:
+            s = self.status()
+            if s["waiting_for_archive"] == 0 and s["waiting_for_ship"] == 0:
+                return
             time.sleep(0.5)
 
 
