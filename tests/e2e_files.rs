@@ -341,6 +341,37 @@ fn a_flushing_sync_point_holds_every_byte_written_before_it() {
     }
 }
 
+/// Without the writeback cache (`-o no_writeback_cache`) every `write`
+/// has reached lsvfs when it returns, so a crash-consistent sync point
+/// (the control file, no flush) holds what was written before it, also
+/// what was never fsynced. The writeback hook would delay data the kernel
+/// cached: none is cached here.
+#[test]
+fn without_the_writeback_cache_a_crash_consistent_sync_point_holds_every_write() {
+    use std::io::{Read, Write};
+    let m = Mounted::with_env(&[], "no_writeback_cache", &[(WRITEBACK_DELAY, "20")]);
+    let f = std::fs::File::create(m.path("unsynced")).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    for i in 0..8u64 {
+        f.write_all_at(&chunk, i << 20).unwrap();
+    }
+    let mut ctl = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path(".lsvfs/sync-point"))
+        .unwrap();
+    ctl.write_all(b"no flush").unwrap();
+    let mut answer = String::new();
+    ctl.read_to_string(&mut answer).unwrap();
+    let id = answer.split_whitespace().next().unwrap();
+    let got = std::fs::read(m.path(&format!(".lsvfs/sync-points/{id}/unsynced"))).unwrap();
+    assert_eq!(got.len(), 8 << 20);
+    for (i, piece) in got.chunks(1 << 20).enumerate() {
+        assert!(piece == chunk.as_slice(), "MiB {i} differs");
+    }
+    drop(f);
+}
+
 /// Issue 12.10: segments, archived objects, the catalog, the lock and the
 /// daemon's log hold every user's data or say where it is: they are made
 /// 0600 in directories made 0700, whatever the umask.

@@ -70,7 +70,7 @@ fn the_helper_takes_fstab_options_mounts_views_and_refuses_unknown_options() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "mount.fuse.lsvfs: unknown mount option 'compress=zstd' (lsvfs knows allow_other, default_permissions, ro, rw, at=SYNC; mount's generic options are ignored)\n"
+        "mount.fuse.lsvfs: unknown mount option 'compress=zstd' (lsvfs knows allow_other, default_permissions, no_writeback_cache, ro, rw, at=SYNC; mount's generic options are ignored)\n"
     );
     assert!(!m.is_mounted());
     // -f (fake): everything but the mount.

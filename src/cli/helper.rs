@@ -98,7 +98,7 @@ fn parse(args: &[String]) -> Result<Call, Usage> {
             options.push(option);
         } else if !sloppy {
             return Err(Usage(format!(
-                "unknown mount option '{option}' (lsvfs knows allow_other, default_permissions, ro, rw, at=SYNC; mount's generic options are ignored)"
+                "unknown mount option '{option}' (lsvfs knows allow_other, default_permissions, no_writeback_cache, ro, rw, at=SYNC; mount's generic options are ignored)"
             )));
         }
     }

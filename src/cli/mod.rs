@@ -155,7 +155,8 @@ enum Command {
         #[arg(long)]
         foreground: bool,
         /// Comma-separated options: allow_other, default_permissions
-        /// (always on), ro, rw.
+        /// (always on), no_writeback_cache (every write reaches lsvfs
+        /// before it returns; see docs/SEMANTICS.md), ro, rw.
         #[arg(short = 'o', value_name = "OPTIONS", default_value = "")]
         options: String,
     },

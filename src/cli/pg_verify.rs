@@ -88,7 +88,7 @@ fn run(
     };
     let opts = MountOptions {
         allow_other: true,
-        read_only: false,
+        ..Default::default()
     };
     super::mount::mount(&served, &mnt, &opts, false, "allow_other")?;
     scratch.mnt = Some(mnt.clone());

@@ -37,6 +37,9 @@ pub struct Inner {
     pub(super) metrics: Arc<Metrics>,
     handles: Handles,
     pub(super) read_only: bool,
+    /// Whether to ask the kernel for its writeback cache (never for a
+    /// read-only mount).
+    writeback_cache: bool,
     /// Tests only (`LSVFS_TEST_WRITEBACK_DELAY_MS`): how long each write
     /// of the kernel's writeback waits before it is served, so that tests
     /// can show what a flush must wait for.
@@ -61,7 +64,12 @@ impl std::ops::Deref for Adapter {
 pub const WRITEBACK_DELAY_ENV: &str = "LSVFS_TEST_WRITEBACK_DELAY_MS";
 
 impl Adapter {
-    pub fn new(fs: Arc<Fs>, control: Control, metrics: Arc<Metrics>, read_only: bool) -> Self {
+    pub fn new(
+        fs: Arc<Fs>,
+        control: Control,
+        metrics: Arc<Metrics>,
+        opts: &super::MountOptions,
+    ) -> Self {
         let inner = Inner {
             views: Views::new(fs.clone(), SYNC_POINTS_INO, control.owner()),
             gate: control.gate(),
@@ -69,7 +77,8 @@ impl Adapter {
             control,
             metrics,
             handles: Handles::default(),
-            read_only,
+            read_only: opts.read_only,
+            writeback_cache: !opts.read_only && !opts.no_writeback_cache,
             writeback_delay: std::env::var(WRITEBACK_DELAY_ENV)
                 .ok()
                 .and_then(|ms| ms.parse().ok())
@@ -199,7 +208,7 @@ type OpenResult = Result<(FileHandle, FopenFlags), Errno>;
 
 impl Filesystem for Adapter {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
-        super::negotiate(config, !self.read_only);
+        super::negotiate(config, self.writeback_cache);
         Ok(())
     }
 

@@ -73,6 +73,9 @@ pub struct MountOptions {
     /// Let users other than the one who mounted use the mount.
     pub allow_other: bool,
     pub read_only: bool,
+    /// Without the kernel's writeback cache: every `write` reaches lsvfs
+    /// before it returns (see docs/SEMANTICS.md).
+    pub no_writeback_cache: bool,
 }
 
 impl MountOptions {
@@ -85,10 +88,11 @@ impl MountOptions {
             match opt {
                 "allow_other" => o.allow_other = true,
                 "ro" | "read-only" | "read_only" => o.read_only = true,
+                "no_writeback_cache" => o.no_writeback_cache = true,
                 "rw" | "default_permissions" | "defaults" => {}
                 other => {
                     return Err(format!(
-                        "unknown mount option '{other}' (known: allow_other, default_permissions, ro, rw)"
+                        "unknown mount option '{other}' (known: allow_other, default_permissions, no_writeback_cache, ro, rw)"
                     ));
                 }
             }
@@ -235,7 +239,7 @@ pub fn serve(
     let control = Control::new(fs.clone(), metrics.clone(), owner);
     let notifier = control.notifier();
     let gate = control.gate();
-    let adapter = Adapter::new(fs.clone(), control, metrics, opts.read_only);
+    let adapter = Adapter::new(fs.clone(), control, metrics, opts);
 
     let config = mount_config(
         volume.display().to_string(),
@@ -414,8 +418,14 @@ mod tests {
             o,
             MountOptions {
                 allow_other: true,
-                read_only: true
+                read_only: true,
+                no_writeback_cache: false,
             }
+        );
+        assert!(
+            MountOptions::parse("no_writeback_cache")
+                .unwrap()
+                .no_writeback_cache
         );
         assert_eq!(MountOptions::parse("").unwrap(), MountOptions::default());
         let err = MountOptions::parse("rw,bogus").unwrap_err();
