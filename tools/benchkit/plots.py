@@ -51,16 +51,18 @@ def draw(result, out):
         ax.legend()
         save(fig, "three-sides.png")
 
-    configs = [r for r in result["rows"] if r["base"] == anchor.DEFAULT]
+    configs = [r for r in result["rows"] if r["base"] in (anchor.DEFAULT, anchor.LSVFS_DEFAULT)]
     if configs:
-        fig, ax = plt.subplots(figsize=(8, 4.5))
-        ax.barh(range(len(configs)), [r["ratio"] for r in configs])
+        fig, ax = plt.subplots(figsize=(8, 5.5))
+        ax.barh(range(len(configs)), [r["ratio"] for r in configs],
+                color=["C0" if r["base"] == anchor.DEFAULT else "C1" for r in configs])
         ax.axvline(1.0, color="grey", linestyle=":", label="writeback cache, 8 threads")
         ax.set_yticks(range(len(configs)))
         ax.set_yticklabels([r["workload"] for r in configs], fontsize=7)
         ax.invert_yaxis()
-        ax.set_xlabel("ratio to the writeback cache with 8 threads (higher is better)")
-        ax.set_title("The passthrough anchor's configurations")
+        ax.set_xlabel("ratio to the same filesystem with the writeback cache, 8 threads "
+                      "(higher is better)")
+        ax.set_title("Configurations: the passthrough anchor (blue) and lsvfs (orange)")
         ax.legend()
         save(fig, "anchor-configs.png")
 
