@@ -104,7 +104,7 @@ class Acked(pg.SyncPoints):
     """One sync point per second, remembering when each was acknowledged."""
 
     def __init__(self, volume):
-        super().__init__(volume)
+        super().__init__(volume.sync_point)
         self.acked = {}
 
     def run(self):
@@ -112,8 +112,8 @@ class Acked(pg.SyncPoints):
         start = time.monotonic()
         while not self.stopping.is_set():
             try:
-                point, _ = self.volume.sync_point(f"bench {n}")
-            except OSError as e:
+                point, _ = self.take(f"bench {n}")
+            except (OSError, RuntimeError) as e:
                 self.error = e
                 return
             self.acked[point] = time.monotonic()
@@ -169,6 +169,8 @@ def pgbench_runs(work, s3, scale, secs, pairs):
 
     def run(side):
         v = volumes["s3" if side == LISTED else side]
+        cluster = clusters["s3" if side == LISTED else side]
+        pg.rebuild_tables(cluster, scale, v)
         before = v.status()
         taker = None if side == "s3-no-sync-points" else Acked(v)
         poller = Poller(s3.url("s3")) if side == LISTED else None
@@ -176,17 +178,19 @@ def pgbench_runs(work, s3, scale, secs, pairs):
             t.start()
         start = time.monotonic()
         try:
-            tps = pg.pgbench(clusters["s3" if side == LISTED else side], secs)[0]
+            tps = pg.pgbench(cluster, secs)[0]
         finally:
             took = time.monotonic() - start
             if taker:
                 taker.finish()
+        after = v.status()
+        # What this run left to ship is its own work, not the next side's.
+        v.wait_archived()
         if poller:
             recovery.extend(poller.finish(taker.acked))
             listings.extend(poller.listings)
         if side == LISTED:
             return tps
-        after = v.status()
         rate = lambda k: (after[k] - before[k]) * 3600 / took / MIB
         shipped[side].append({k: rate(k) for k in
                               ("session_archived_stored_bytes", "session_partial_bytes",
@@ -199,7 +203,6 @@ def pgbench_runs(work, s3, scale, secs, pairs):
             volumes[side] = v = Volume(os.path.join(work, side), create=store)
             clusters[side] = pg.Cluster(os.path.join(v.mnt, "pgdata"),
                                         os.path.join(work, f"{side}-sock"), 54411 + i)
-            clusters[side].client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
         tps = alternate(SIDES + [LISTED], pairs, run)
     finally:
         for c in clusters.values():

@@ -64,6 +64,18 @@ def pgbench(cluster, secs):
     return tps, latency
 
 
+def rebuild_tables(cluster, scale, volume=None):
+    """Builds pgbench's tables afresh (then lets `volume`, the lsvfs volume
+    under the cluster if any, archive what that wrote). Every timed run
+    starts from tables just built: a run on the tables an earlier one
+    bloated (dead tuples, a longer history) is measured slower (up to 20 %
+    after one 30 s run), which would charge sides that share a cluster, run
+    one after the other, for their order."""
+    cluster.client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
+    if volume:
+        volume.wait_archived()
+
+
 class SyncPoints(threading.Thread):
     """Takes one sync point per second with `take(label)` until stopped;
     records (seconds since start, latency in ms) of each."""
@@ -113,15 +125,8 @@ def section(work, quick, pairs):
                                          os.path.join(work, f"{side}-sock"), port)
 
             def fresh_tables(side):
-                # Every run starts from tables just built: a run on the
-                # tables an earlier one bloated (dead tuples, a longer
-                # history) is measured slower (up to 20 % after one 30 s
-                # run), which would charge the three lsvfs sides, run one
-                # after the other on one cluster, for their order.
                 cluster = clusters["lsvfs" if side.startswith("lsvfs") else side]
-                cluster.client("pgbench", "-i", "-s", str(scale), "-q", "postgres")
-                if side.startswith("lsvfs"):
-                    volume.wait_archived()
+                rebuild_tables(cluster, scale, volume if side.startswith("lsvfs") else None)
                 return cluster
 
             def run(side):
