@@ -481,7 +481,7 @@ fn store_again(
     volume: VolumeId,
     d: &Damage,
 ) -> Result<bool> {
-    let sealed = segment::SealedSegment::read(disk, dir, d.seq, volume)?;
+    let sealed = segment::SealedSegment::read(disk, dir, d.seq, volume, Vec::new())?;
     archive
         .store()
         .delete(&d.name)

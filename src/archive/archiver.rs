@@ -113,6 +113,10 @@ pub struct Archiver {
     shipped: RefCell<BTreeSet<u64>>,
     /// Wait after a failed partial object, doubled while it fails.
     partial_backoff: Cell<Duration>,
+    /// The buffer segments are read into, kept from one to the next (see
+    /// [`crate::log::segment::read_prefix_into`]): it stays as large as a
+    /// segment.
+    buf: RefCell<Vec<u8>>,
     /// The automatic prune, run when there is nothing else to do.
     prune: RefCell<crate::prune::Auto>,
     /// When the store was last listed.
@@ -187,6 +191,7 @@ impl Archiver {
             halt_at,
             shipped: RefCell::new(BTreeSet::new()),
             partial_backoff: Cell::new(BACKOFF_FIRST),
+            buf: RefCell::new(Vec::new()),
             prune: RefCell::new(prune),
             listed_at: Cell::new(Instant::now()),
         };
@@ -310,7 +315,9 @@ impl Archiver {
     /// false when the archiver must stop.
     fn ship(&self, seq: u64) -> Result<bool> {
         let sealed = self.read_sealed(seq)?;
-        self.store(seq, &sealed)
+        let stored = self.store(seq, &sealed);
+        self.buf.replace(sealed.raw);
+        stored
     }
 
     /// The sync points in the segment being written that the store cannot
@@ -344,11 +351,14 @@ impl Archiver {
             self.shared.dir(),
             self.shared.volume_id(),
         );
-        let Some(prefix) = super::partial::read_prefix(disk, dir, id, seq, upto)? else {
+        let buf = self.buf.take();
+        let Some(prefix) = super::partial::read_prefix(disk, dir, id, seq, upto, buf)? else {
             return Ok(true);
         };
         let (raw, footer, summary) = (&prefix.raw, &prefix.footer, &prefix.summary);
-        match self.archive.put_partial(seq, raw, footer, summary) {
+        let put = self.archive.put_partial(seq, raw, footer, summary);
+        self.buf.replace(prefix.raw);
+        match put {
             Ok(stored) => {
                 let partial = &self.stats.partial_bytes;
                 partial.fetch_add(stored.stored, Ordering::Relaxed);
@@ -411,7 +421,9 @@ impl Archiver {
         // The copies' durability is what makes recycling safe: after any
         // failed fdatasync nothing is known to be durable, so S stays.
         self.shared.check()?;
-        drop(sealed);
+        let SealedSegment { file, raw, .. } = sealed;
+        drop(file);
+        self.buf.replace(raw);
         self.shared.recycle(seq)?;
         self.stats.retired.fetch_add(1, Ordering::Relaxed);
         self.writer.space_made();
@@ -422,7 +434,8 @@ impl Archiver {
     /// Reads sealed segment `seq` from primary storage.
     fn read_sealed(&self, seq: u64) -> Result<SealedSegment> {
         let (dir, disk) = (self.shared.dir(), self.shared.disk());
-        SealedSegment::read(disk, dir, seq, self.shared.volume_id())?.ok_or(Error::Corrupt {
+        let buf = self.buf.take();
+        SealedSegment::read(disk, dir, seq, self.shared.volume_id(), buf)?.ok_or(Error::Corrupt {
             seq,
             offset: 0,
             what: "segment",

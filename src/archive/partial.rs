@@ -21,15 +21,16 @@ pub struct Prefix {
 }
 
 /// The prefix of unsealed segment `seq` that ends with the record at
-/// `upto` (a sync record: a group of its own, so a group boundary). None
-/// if the segment is sealed by now (it ships whole) or the record is not
-/// there.
+/// `upto` (a sync record: a group of its own, so a group boundary), read
+/// into `buf` (see [`segment::read_prefix_into`]). None if the segment is
+/// sealed by now (it ships whole) or the record is not there.
 pub fn read_prefix(
     disk: &dyn Disk,
     dir: &Path,
     volume: VolumeId,
     seq: u64,
     upto: u32,
+    buf: Vec<u8>,
 ) -> Result<Option<Prefix>> {
     let (file, recs) = segment_records(disk, dir, seq, volume)?;
     if recs.scan.is_none() {
@@ -40,8 +41,7 @@ pub fn read_prefix(
     };
     let entries: &[SummaryEntry] = &recs.entries[..=last];
     let end = entries[last].offset + entries[last].len;
-    let mut raw = vec![0u8; end as usize];
-    segment::read_exact_at(&*file, seq, &mut raw, 0)?;
+    let raw = segment::read_prefix_into(&*file, seq, buf, end as usize)?;
     let at = upto as usize;
     let last_crc = u32::from_le_bytes(raw[at..at + 4].try_into().expect("4 bytes"));
     let mut summary = Vec::new();
