@@ -8,7 +8,7 @@
 //! runs at the thaw, so no request thread waits on a freeze.
 
 use super::caller::{groups_of, owner};
-use super::control_nodes::{Control, ControlHandle, ControlNode, SYNC_POINTS_INO};
+use super::control_nodes::{CONTROL_TTL, Control, ControlHandle, ControlNode, SYNC_POINTS_INO};
 use super::freeze::{Admission, Gate};
 use super::handles::{Handle, Handles};
 use super::reply::{self, TTL, errno, file_attr, time_or_now, xattr_names};
@@ -126,7 +126,7 @@ impl Inner {
             Route::Live(ino) => self
                 .timed(Op::Getattr, || self.fs.getattr(ino))
                 .map(|a| self.attr(ino, &a)),
-            Route::Control(node) => Ok((TTL, self.control.attr(node))),
+            Route::Control(node) => Ok((CONTROL_TTL, self.control.attr(node))),
             Route::Label(id) => self.views.label_attr(id),
             Route::View { id, ino } => self.views.get(id)?.attr(ino),
         }
@@ -259,7 +259,7 @@ impl Filesystem for Adapter {
             let r = match route(ino) {
                 // Truncating a control file on open (O_TRUNC) is harmless.
                 Route::Control(node) if (mode, uid, gid) == (None, None, None) => {
-                    Ok((TTL, me.control.attr(node)))
+                    Ok((CONTROL_TTL, me.control.attr(node)))
                 }
                 Route::Control(_) => Err(Errno::EPERM),
                 to => me

@@ -3,7 +3,7 @@
 //! and the sync-point file's write.
 
 use super::freeze::Gate;
-use super::reply::{TTL, file_attr};
+use super::reply::file_attr;
 use crate::control_files::{
     self, CONTROL_DIR, FREEZE_FILE, FreezeRequest, Gauges, Metrics, Op, RESTORE_FILE, STATS_FILE,
     STATUS_FILE, SYNC_POINT_FILE, SYNC_POINTS_DIR,
@@ -36,6 +36,13 @@ pub enum ControlNode {
     Restore,
     Freeze,
 }
+
+/// How long the kernel may cache the control nodes' names and attributes:
+/// they never change, so an hour. An agent taking a sync point every second
+/// would otherwise find the names expired (the live mount's one second)
+/// and pay two lookups, a round trip each, on top of the sync point. The
+/// kernel checks their modes (`default_permissions`) also on cached names.
+pub const CONTROL_TTL: Duration = Duration::from_secs(3600);
 
 /// Per-handle state of an open control file.
 #[derive(Clone)]
@@ -164,7 +171,7 @@ impl Control {
     /// Looking `node` up: for root and the mount's owner only.
     pub fn entry(&self, req: &Request, node: ControlNode) -> Result<(Duration, FileAttr), Errno> {
         self.check_access(req)?;
-        Ok((TTL, self.attr(node)))
+        Ok((CONTROL_TTL, self.attr(node)))
     }
 
     fn ino(node: ControlNode) -> u64 {
