@@ -29,15 +29,36 @@ pub fn flush(root: &File, mountpoint: &Path) -> Result<()> {
     syncfs(root, mountpoint)?;
     let dev = root.metadata()?.dev();
     let mut done = HashSet::new();
+    let mut files = Vec::new();
     for pid in pids() {
         let proc = PathBuf::from(format!("/proc/{pid}"));
         for (path, ino) in writable_files(&proc, dev) {
             if done.insert(ino) {
-                barrier(&path, pid)?;
+                files.push((path, pid));
             }
         }
     }
+    barriers(&files)?;
     syncfs(root, mountpoint)
+}
+
+/// Most barriers in flight at once.
+const BARRIER_THREADS: usize = 8;
+
+/// Runs [`barrier`] on every file, several at a time: each is an open and
+/// a close that wait for the daemon (a database holds dozens of files open
+/// for writing), so in turn they would add up their round trips.
+fn barriers(files: &[(PathBuf, u32)]) -> Result<()> {
+    let per_thread = files.len().div_ceil(BARRIER_THREADS).max(1);
+    std::thread::scope(|s| {
+        let threads: Vec<_> = files
+            .chunks(per_thread)
+            .map(|chunk| s.spawn(|| chunk.iter().try_for_each(|(p, pid)| barrier(p, *pid))))
+            .collect();
+        threads
+            .into_iter()
+            .try_for_each(|t| t.join().expect("a barrier thread panicked"))
+    })
 }
 
 fn syncfs(root: &File, mountpoint: &Path) -> Result<()> {
