@@ -41,8 +41,11 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// Most record bytes sent to the writer in one copy-forward request.
-const COPY_CHUNK: usize = 4 << 20;
+/// Most record bytes sent to the writer in one copy-forward request. The
+/// writer's lock is held for each: under pgbench, 4 MiB held it for up to
+/// 25 ms (p99 11 ms), with every FUSE thread that wrote meanwhile waiting,
+/// 1 MiB for up to 2.5 ms (p99 1.3 ms) at the same copy rate.
+const COPY_CHUNK: usize = 1 << 20;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// How often the archiver looks at the working set without being woken.
