@@ -90,10 +90,9 @@ fn writable_files(proc: &Path, dev: u64) -> Vec<(PathBuf, u64)> {
         return Vec::new();
     };
     let on_mount = |path: &Path| {
-        std::fs::metadata(path)
-            .ok()
-            .filter(|m| m.dev() == dev && m.is_file())
-            .map(|m| m.ino())
+        cached_identity(path)
+            .filter(|&(d, _, regular)| d == dev && regular)
+            .map(|(_, ino, _)| ino)
     };
     let mut out = Vec::new();
     for fd in fds.flatten() {
@@ -118,6 +117,35 @@ fn writable_files(proc: &Path, dev: u64) -> Vec<(PathBuf, u64)> {
         }
     }
     out
+}
+
+/// The device, inode number and whether it is a regular file of what
+/// `path` names, from the attributes the kernel has cached
+/// (`AT_STATX_DONT_SYNC`): none of them changes in an inode's life, and a
+/// plain stat of a file on the mount whose attributes a write has just
+/// invalidated is a round trip to the daemon; the scan does one for every
+/// descriptor of every process (hundreds under a database).
+fn cached_identity(path: &Path) -> Option<(u64, u64, bool)> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statx is plain data, valid zeroed.
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    let mask = libc::STATX_TYPE | libc::STATX_INO;
+    // SAFETY: a NUL-terminated path and a statx buffer owned here.
+    let r = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            c_path.as_ptr(),
+            libc::AT_STATX_DONT_SYNC,
+            mask,
+            &mut stx,
+        )
+    };
+    if r != 0 {
+        return None;
+    }
+    let dev = libc::makedev(stx.stx_dev_major, stx.stx_dev_minor);
+    let regular = u32::from(stx.stx_mode) & libc::S_IFMT == libc::S_IFREG;
+    Some((dev, stx.stx_ino, regular))
 }
 
 /// Whether /proc/PID/fdinfo/N says the descriptor may write.
