@@ -68,8 +68,9 @@ pub trait FileIo: Send + Sync {
     /// Reserves `len` bytes of disk for the file, so that a full disk
     /// shows up here and not in a later write.
     fn allocate(&self, len: u64) -> io::Result<()>;
-    /// Makes the file readable by its owner only, if it is not.
-    fn make_private(&self) -> io::Result<()>;
+    /// Makes the file readable by its owner only, if it is not; returns
+    /// whether it changed the mode (a change that only fsync makes durable).
+    fn make_private(&self) -> io::Result<bool>;
     /// Takes an exclusive advisory lock without waiting: `false` if another
     /// open file holds it. It is released when this file is closed.
     fn try_lock(&self) -> io::Result<bool>;

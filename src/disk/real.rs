@@ -155,12 +155,13 @@ impl FileIo for RealFile {
         Err(err)
     }
 
-    fn make_private(&self) -> io::Result<()> {
-        if self.0.metadata()?.mode() & 0o077 != 0 {
-            self.0
-                .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    fn make_private(&self) -> io::Result<bool> {
+        if self.0.metadata()?.mode() & 0o077 == 0 {
+            return Ok(false);
         }
-        Ok(())
+        self.0
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(true)
     }
 
     fn try_lock(&self) -> io::Result<bool> {

@@ -292,6 +292,9 @@ pub fn resume(
         Some(t) => t,
         None => tail::open_segment(&shared, recovered.next_seq, next_sync_id)?,
     };
+    // The writer counts the tail's end as durable from the start (a clean
+    // close may record it as such): its name must be, too.
+    tail.file.make_named(&shared)?;
     shared.sealed.store(tail.header.seq - 1, Ordering::SeqCst);
     shared.segments.set_tail(tail.header.seq);
     Ok((shared, tail))

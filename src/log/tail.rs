@@ -19,7 +19,13 @@ use std::sync::{Arc, Mutex};
 pub struct TailFile {
     file: Box<dyn FileIo>,
     seq: u64,
-    sync: Mutex<()>,
+    /// Serialises the fdatasyncs; holds whether the file's name may not be
+    /// durable yet. A new segment is renamed into place without a
+    /// directory fsync (see [`segment::create`]), and a tail found by
+    /// recovery may have been named by a killed process that never fsynced
+    /// the directory: the first fdatasync fsyncs it before, so no record is
+    /// ever durable, and acknowledged, in a file a power loss could unname.
+    sync: Mutex<bool>,
 }
 
 impl std::ops::Deref for TailFile {
@@ -34,16 +40,18 @@ impl TailFile {
         TailFile {
             file,
             seq,
-            sync: Mutex::new(()),
+            sync: Mutex::new(true),
         }
     }
 
     /// fdatasync, refused once the volume is poisoned, and poisoning it on
     /// failure before anyone else may fdatasync this file: a success after
-    /// an error someone else took proves nothing.
+    /// an error someone else took proves nothing. The first one makes the
+    /// file's name durable before.
     pub fn sync_data(&self, shared: &Shared, site: SyncSite) -> Result<()> {
-        let _serial = lock(&self.sync);
+        let mut unnamed = lock(&self.sync);
         shared.check()?;
+        Self::name(shared, &mut unnamed)?;
         let done = match &shared.fdatasync_hook {
             Some(hook) => hook(site, self.seq),
             None => self.file.sync_data(),
@@ -51,6 +59,26 @@ impl TailFile {
         if let Err(e) = done.map_err(io(format!("cannot fsync segment {}", self.seq))) {
             shared.poison(&e);
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Makes the file's name durable now, for a tail whose end counts as
+    /// durable without an fdatasync (the writer's start, see
+    /// [`super::resume`]).
+    pub fn make_named(&self, shared: &Shared) -> Result<()> {
+        Self::name(shared, &mut lock(&self.sync))
+    }
+
+    /// fsyncs the segments directory if `unnamed`, poisoning the volume
+    /// on failure.
+    fn name(shared: &Shared, unnamed: &mut bool) -> Result<()> {
+        if *unnamed {
+            if let Err(e) = segment::fsync_dir(&*shared.disk, &shared.seg_dir) {
+                shared.poison(&e);
+                return Err(e);
+            }
+            *unnamed = false;
         }
         Ok(())
     }

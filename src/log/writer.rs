@@ -507,7 +507,9 @@ impl Writer {
 
     /// Seals the current segment, then opens the next. In this order a
     /// crash leaves either the old segment unsealed and last (recovery
-    /// scans it) or sealed; never an unsealed one behind a newer file.
+    /// scans it) or sealed; never an unsealed one behind a newer file. The
+    /// next one's name becomes durable with its first fdatasync, outside
+    /// the lock (see [`TailFile`](super::tail::TailFile)).
     fn rotate(&self, st: &mut State) -> Result<()> {
         let seq = st.tail.header.seq;
         if !st.tail.sealed {

@@ -478,8 +478,8 @@ impl FileIo for SimFile {
         self.set_len(len)
     }
 
-    fn make_private(&self) -> io::Result<()> {
-        self.sim.state().on()
+    fn make_private(&self) -> io::Result<bool> {
+        self.sim.state().on().map(|()| false)
     }
 
     fn try_lock(&self) -> io::Result<bool> {
