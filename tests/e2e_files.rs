@@ -448,7 +448,10 @@ fn a_volumes_files_are_private_whatever_the_umask() {
     let newest = std::fs::read_dir(&segs)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| !p.to_string_lossy().contains("free-"))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.starts_with("free-") && !name.starts_with("spare-")
+        })
         .max()
         .unwrap();
     let mode = std::fs::metadata(&newest).unwrap().permissions().mode();

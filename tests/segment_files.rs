@@ -127,3 +127,60 @@ fn records_land_in_written_blocks_and_zeros_stay_a_chunk_ahead() {
     }
     v.close().unwrap();
 }
+
+/// A segment that found no recycled file was allocated under the writer's
+/// lock; the archiver then makes a spare for the one after it, outside
+/// the lock. The spare is allocated and never written, so a segment made
+/// from it gets zeros ahead of its records like a new file (not like a
+/// recycled one, whose blocks were written before).
+#[test]
+fn a_segment_made_from_a_spare_gets_zeros_ahead_like_a_new_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vol = tmp.path().join("vol");
+    let mut policy = Policy::new(VolumeId::generate().unwrap());
+    policy.block_size = 512;
+    policy.segment_size = 64 << 10;
+    policy.working_set = 8;
+    Volume::create(&vol, &policy).unwrap();
+    let v = Volume::open(&vol).unwrap();
+    let ino = v.allocate_ino();
+    let attrs = InodeAttrs::new(FileKind::Regular, 0o600, 0, 0);
+    v.commit(vec![Record::Inode { ino, attrs }]).unwrap();
+    let segments = vol.join("segments");
+    let write_until = |done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let mut block = 0;
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "waited in vain");
+            let bytes = vec![block as u8; 512];
+            v.commit(vec![Record::Data { ino, block, bytes }]).unwrap();
+            v.fsync().unwrap();
+            block += 1;
+        }
+    };
+    let spare = || {
+        std::fs::read_dir(&segments)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .find(|n| n.starts_with("spare-") && n.ends_with(".seg"))
+    };
+    write_until(&|| spare().is_some());
+    let name = spare().unwrap();
+    let seq = &name["spare-".len()..name.len() - ".seg".len()];
+    let made = segments.join(format!("{seq}.seg"));
+    write_until(&|| made.exists());
+    assert!(!segments.join(&name).exists(), "{name} was not used");
+    let Some(map) = extents(&made) else {
+        eprintln!(
+            "no FIEMAP under {}; nothing more to check",
+            tmp.path().display()
+        );
+        return v.close().unwrap();
+    };
+    let size = std::fs::metadata(&made).unwrap().len();
+    assert!(
+        !unwritten_in(&map, 0, size - 4096),
+        "a segment from a spare must have zeros written ahead of its records: {map:?}"
+    );
+    v.close().unwrap();
+}

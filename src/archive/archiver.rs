@@ -238,6 +238,7 @@ impl Archiver {
         let wake = self.shared.sealed_signal();
         let mut cursor = 0;
         loop {
+            self.writer.make_spare();
             let (what, done) = match (self.due(), self.unshipped(&mut cursor)) {
                 (Some(seq), _) => ("retiring", self.guarded(seq, |s| self.retire(s))),
                 (None, Some(seq)) => ("shipping", self.guarded(seq, |s| self.ship(s))),

@@ -3,7 +3,8 @@
 //! segment whole (to archive it) and the forward scan that finds the valid
 //! end of a segment.
 //!
-//! Files are named `{seq:016}.seg`; recycled files wait as `free-{n:016}.seg`.
+//! Files are named `{seq:016}.seg`; recycled files wait as `free-{n:016}.seg`,
+//! and spare files made ahead for segment `seq` as `spare-{seq:016}.seg`.
 //! Every segment file is exactly `segment_size` bytes, allocated when created,
 //! so appends never change a file's size.
 
@@ -25,6 +26,18 @@ pub fn segment_path(dir: &Path, seq: u64) -> PathBuf {
 
 fn free_path(dir: &Path, n: u64) -> PathBuf {
     dir.join(format!("free-{n:016}.seg"))
+}
+
+fn spare_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("spare-{seq:016}.seg"))
+}
+
+/// Whether a file of the free pool is a spare: allocated and never
+/// written, so its blocks are unwritten extents (see `Tail::zero_ahead`).
+pub fn is_spare(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("spare-"))
 }
 
 /// The segment files and recycled files found in a primary directory.
@@ -55,6 +68,7 @@ pub fn list(disk: &dyn Disk, dir: &Path) -> Result<Listing> {
         }
         if let Some(n) = name
             .strip_prefix("free-")
+            .or_else(|| name.strip_prefix("spare-"))
             .and_then(|n| n.strip_suffix(".seg"))
         {
             if n.parse::<u64>().is_ok() {
@@ -124,6 +138,32 @@ pub fn create(
     disk.rename(&staging, &final_path)
         .map_err(io(ctx("rename")))?;
     Ok(file)
+}
+
+/// Makes a spare file for segment `seq` in the free pool: allocated in
+/// full, fsynced and named durably, so that creating the segment later
+/// (under the writer's lock) writes a header and renames, without the
+/// allocation's journal commit. Made as a staging file first, so that a
+/// crash midway leaves nothing in the pool. Returns its path.
+pub fn make_spare(disk: &dyn Disk, dir: &Path, seq: u64, segment_size: u64) -> Result<PathBuf> {
+    let path = spare_path(dir, seq);
+    let staging = dir.join(format!("spare-{seq:016}.seg.tmp"));
+    let ctx = |what: &str| format!("cannot {what} spare segment file {}", staging.display());
+    let made = (|| {
+        let file = disk
+            .open(&staging, OpenMode::CreateNew)
+            .map_err(io(ctx("create")))?;
+        file.make_private().map_err(io(ctx("chmod")))?;
+        file.allocate(segment_size).map_err(io(ctx("allocate")))?;
+        file.sync_all().map_err(io(ctx("fsync")))?;
+        disk.rename(&staging, &path).map_err(io(ctx("rename")))?;
+        fsync_dir(disk, dir)
+    })();
+    if made.is_err() {
+        // A full disk: give the space back now rather than at the next open.
+        let _ = disk.remove_file(&staging);
+    }
+    made.map(|()| path)
 }
 
 /// Moves a segment's primary file to the recycle pool; its bytes stay and

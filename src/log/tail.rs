@@ -170,6 +170,14 @@ pub fn seal(shared: &Shared, tail: &mut Tail) -> Result<()> {
     Ok(())
 }
 
+/// Makes a spare file for segment `seq` and adds it to the free pool (see
+/// [`segment::make_spare`]).
+pub fn make_spare(shared: &Shared, seq: u64) -> Result<()> {
+    let path = segment::make_spare(&*shared.disk, &shared.seg_dir, seq, shared.segment_size)?;
+    lock(&shared.free).push(path);
+    Ok(())
+}
+
 /// Creates segment `seq` (reusing a recycled file if any) as the new tail.
 pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail> {
     let header = SegmentHeader {
@@ -183,9 +191,9 @@ pub fn open_segment(shared: &Shared, seq: u64, next_sync_id: u64) -> Result<Tail
         next_sync_id,
     };
     let reuse = lock(&shared.free).pop();
-    let zeroed = match reuse {
-        Some(_) => shared.segment_size as u32,
-        None => SEGMENT_HEADER_LEN as u32,
+    let zeroed = match &reuse {
+        Some(path) if !segment::is_spare(path) => shared.segment_size as u32,
+        _ => SEGMENT_HEADER_LEN as u32,
     };
     let file = match segment::create(&*shared.disk, &shared.seg_dir, &header, reuse.as_deref()) {
         Ok(file) => file,

@@ -179,7 +179,8 @@ pub fn primary_segments(vol: &Path) -> u64 {
         .filter(|e| {
             let name = e.as_ref().unwrap().file_name();
             let name = name.to_string_lossy();
-            name.ends_with(".seg") && !name.starts_with("free-")
+            // Not the free pool: recycled and spare files.
+            name.ends_with(".seg") && !name.starts_with("free-") && !name.starts_with("spare-")
         })
         .count() as u64
 }
