@@ -141,10 +141,12 @@ pub fn create(
 }
 
 /// Makes a spare file for segment `seq` in the free pool: allocated in
-/// full, fsynced and named durably, so that creating the segment later
-/// (under the writer's lock) writes a header and renames, without the
-/// allocation's journal commit. Made as a staging file first, so that a
-/// crash midway leaves nothing in the pool. Returns its path.
+/// full, its header's block written (so that writing the header later
+/// converts no unwritten extent), fsynced and named durably, so that
+/// creating the segment (under the writer's lock) writes a header,
+/// fdatasyncs and renames without a journal commit. Made as a staging
+/// file first, so that a crash midway leaves nothing in the pool. Returns
+/// its path.
 pub fn make_spare(disk: &dyn Disk, dir: &Path, seq: u64, segment_size: u64) -> Result<PathBuf> {
     let path = spare_path(dir, seq);
     let staging = dir.join(format!("spare-{seq:016}.seg.tmp"));
@@ -155,6 +157,8 @@ pub fn make_spare(disk: &dyn Disk, dir: &Path, seq: u64, segment_size: u64) -> R
             .map_err(io(ctx("create")))?;
         file.make_private().map_err(io(ctx("chmod")))?;
         file.allocate(segment_size).map_err(io(ctx("allocate")))?;
+        file.write_all_at(&[0; SEGMENT_HEADER_LEN], 0)
+            .map_err(io(ctx("write")))?;
         file.sync_all().map_err(io(ctx("fsync")))?;
         disk.rename(&staging, &path).map_err(io(ctx("rename")))?;
         fsync_dir(disk, dir)
