@@ -37,9 +37,12 @@ struct Fiemap {
     extents: [Extent; EXTENTS],
 }
 
-/// The extents of `path` as (offset, length, unwritten), or None when the
-/// filesystem does not answer FIEMAP (tmpfs, say).
-fn extents(path: &Path) -> Option<Vec<(u64, u64, bool)>> {
+/// Extents as (offset, length, unwritten).
+type Extents = Vec<(u64, u64, bool)>;
+
+/// The extents of `path`, or None when the filesystem does not answer
+/// FIEMAP (tmpfs, say).
+fn extents(path: &Path) -> Option<Extents> {
     let file = std::fs::File::open(path).unwrap();
     let mut map = Fiemap {
         start: 0,
@@ -63,6 +66,16 @@ fn extents(path: &Path) -> Option<Vec<(u64, u64, bool)>> {
             .map(|e| (e.logical, e.length, e.flags & FIEMAP_EXTENT_UNWRITTEN != 0))
             .collect(),
     )
+}
+
+/// The extents of `path` and its size, or None (said on stderr) when the
+/// filesystem does not answer FIEMAP.
+fn mapped(path: &Path) -> Option<(Extents, u64)> {
+    let Some(map) = extents(path) else {
+        eprintln!("no FIEMAP for {}; nothing to check", path.display());
+        return None;
+    };
+    Some((map, std::fs::metadata(path).unwrap().len()))
 }
 
 /// Whether any byte of [from, to) is in an unwritten extent.
@@ -108,14 +121,9 @@ fn records_land_in_written_blocks_and_zeros_stay_a_chunk_ahead() {
     .unwrap();
     v.fsync().unwrap();
     let segment = tail_segment(&vol);
-    let Some(map) = extents(&segment) else {
-        eprintln!(
-            "the filesystem under {} has no FIEMAP; nothing to check",
-            tmp.path().display()
-        );
+    let Some((map, size)) = mapped(&segment) else {
         return v.close().unwrap();
     };
-    let size = std::fs::metadata(&segment).unwrap().len();
     let fallocate_leaves_unwritten = unwritten_in(&map, 0, size);
     assert!(
         !unwritten_in(&map, 0, 1 << 20),
@@ -170,14 +178,9 @@ fn a_segment_made_from_a_spare_gets_zeros_ahead_like_a_new_one() {
     let made = segments.join(format!("{seq}.seg"));
     write_until(&|| made.exists());
     assert!(!segments.join(&name).exists(), "{name} was not used");
-    let Some(map) = extents(&made) else {
-        eprintln!(
-            "no FIEMAP under {}; nothing more to check",
-            tmp.path().display()
-        );
+    let Some((map, size)) = mapped(&made) else {
         return v.close().unwrap();
     };
-    let size = std::fs::metadata(&made).unwrap().len();
     assert!(
         !unwritten_in(&map, 0, size - 4096),
         "a segment from a spare must have zeros written ahead of its records: {map:?}"
