@@ -40,7 +40,8 @@ pub fn is_spare(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with("spare-"))
 }
 
-/// The segment files and recycled files found in a primary directory.
+/// The segment files and the free pool (recycled and spare files) found in
+/// a primary directory.
 #[derive(Debug, Default)]
 pub struct Listing {
     /// Sequence numbers, ascending.

@@ -262,9 +262,9 @@ impl Writer {
     /// rotation that finds no recycled file (a volume's first working set
     /// of segments) creates and allocates one under the writer's lock, a
     /// journal commit there (under pgbench p50 2.9 ms, p99 17 ms); so one
-    /// that leaves the pool empty asks for a spare for the next. Not made where it would take primary storage
-    /// past its limit; a failure is logged and the segment is created when
-    /// needed, as without a spare.
+    /// that leaves the pool empty asks for a spare for the next. Not made
+    /// where it would take primary storage past its limit; a failure is
+    /// logged and the segment is created when needed, as without a spare.
     pub fn make_spare(&self) {
         let seq = self.spare.swap(0, Ordering::SeqCst);
         if seq == 0 {
