@@ -23,7 +23,7 @@
 //! go on into the reserve and then wait (see the writer). Nothing is ever
 //! dropped.
 
-use crate::archive::Archive;
+use crate::archive::{Archive, background};
 use crate::error::{Error, Result};
 use crate::format::{Lsn, Record, RecordView};
 use crate::log::Shared;
@@ -319,7 +319,7 @@ impl Archiver {
     /// false when the archiver must stop.
     fn ship(&self, seq: u64) -> Result<bool> {
         let sealed = self.read_sealed(seq)?;
-        let stored = self.store(seq, &sealed);
+        let stored = self.store(seq, &sealed, false);
         self.buf.replace(sealed.raw);
         stored
     }
@@ -360,7 +360,8 @@ impl Archiver {
             return Ok(true);
         };
         let (raw, footer, summary) = (&prefix.raw, &prefix.footer, &prefix.summary);
-        let put = self.archive.put_partial(seq, raw, footer, summary);
+        let archive = &self.archive;
+        let put = background::run(|| archive.put_partial(seq, raw, footer, summary));
         self.buf.replace(prefix.raw);
         match put {
             Ok(stored) => {
@@ -416,7 +417,9 @@ impl Archiver {
                     .archive
                     .holds_segment(seq, &sealed.raw)
                     .unwrap_or(false));
-        if !stored && !self.store(seq, &sealed)? {
+        // Writes may be waiting for the space: stored at the archiver's
+        // own priority.
+        if !stored && !self.store(seq, &sealed, true)? {
             return Ok(false);
         }
         if self.halt(Step::Stored) {
@@ -448,8 +451,9 @@ impl Archiver {
     }
 
     /// Stores the segment in the backing store, retrying a failing store
-    /// with backoff. Returns false when the archiver must stop.
-    fn store(&self, seq: u64, sealed: &SealedSegment) -> Result<bool> {
+    /// with backoff; in the background (see [`background`]) unless
+    /// `foreground`. Returns false when the archiver must stop.
+    fn store(&self, seq: u64, sealed: &SealedSegment, foreground: bool) -> Result<bool> {
         let summary = sealed.summary();
         let mut backoff = BACKOFF_FIRST;
         loop {
@@ -457,10 +461,14 @@ impl Archiver {
             if !self.archive.listed() {
                 let _ = self.archive.relist();
             }
-            match self
-                .archive
-                .put_segment(seq, &sealed.raw, &sealed.footer, &summary)
-            {
+            let archive = &self.archive;
+            let put = || archive.put_segment(seq, &sealed.raw, &sealed.footer, &summary);
+            let put = if foreground {
+                put()
+            } else {
+                background::run(put)
+            };
+            match put {
                 Err(e @ ArchiveError::Conflict { .. }) => {
                     // Not a failure that time mends: stop archiving (the
                     // segment stays in primary; writes go on past the

@@ -6,6 +6,7 @@
 
 mod ahead;
 pub mod archiver;
+mod background;
 mod cache;
 mod listing;
 pub mod partial;
