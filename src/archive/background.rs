@@ -4,14 +4,16 @@
 //! core from the writes and fsyncs it archives (measured on 2 cores, a
 //! 2 GiB sequential write, builds alternating: median 424 MiB/s with the
 //! compression at the users' priority, 448 at nice 10, 10 of 12 pairs
-//! faster). Only work that neither takes a
-//! lock the writer needs nor stands between a waiting write and its space
-//! runs there: shipping a sealed segment and a partial object. A retire
-//! (copy forward under the writer's lock, store what shipping has not)
-//! stays at the archiver's priority.
+//! faster). Only work that neither takes a lock the writer needs nor
+//! stands between a waiting write and its space runs there: shipping a
+//! sealed segment and a partial object. A retire (copy forward under the
+//! writer's lock, store what shipping has not) stays at the archiver's
+//! priority.
 //!
 //! Linux gives each thread its own nice value and a thread starts with its
 //! creator's, so the compression threads `encode` spawns inherit it.
+
+use std::sync::Mutex;
 
 /// The nice value of the archiver's background work: a tenth of a core's
 /// share against work at the default priority, the whole of an idle one.
@@ -19,20 +21,30 @@ pub const NICE: i32 = 10;
 
 /// Runs `work` on a thread of its own at nice [`NICE`] and waits for it. A
 /// panic in `work` goes on in the caller. If the priority cannot be lowered
-/// the work runs all the same, at the caller's.
+/// or the thread cannot be started, the work runs all the same, at the
+/// caller's priority.
 pub fn run<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    std::thread::scope(|scope| {
+    let work = Mutex::new(Some(work));
+    let take = || work.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let started = std::thread::scope(|scope| {
         let thread = std::thread::Builder::new()
             .name("lsvfs-archiving".into())
             .spawn_scoped(scope, || {
                 lower_priority();
-                work()
+                take().map(|w| w())
             });
         match thread {
             Ok(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
-            Err(e) => panic!("cannot start the archiver's background thread: {e}"),
+            Err(e) => {
+                log::warn!("cannot start the archiver's background thread: {e}");
+                None
+            }
         }
-    })
+    });
+    match started {
+        Some(answer) => answer,
+        None => take().expect("no thread took the work")(),
+    }
 }
 
 /// Sets the calling thread's nice value to [`NICE`].
