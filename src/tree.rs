@@ -169,8 +169,6 @@ impl<I: IndexAccess> Tree<'_, I> {
     }
 }
 
-/// Copies the part of a block (starting at file offset `at`) that falls in
-/// `out` (starting at file offset `offset`).
 /// Puts the part of `data` (stored at file offset `at`) that falls in
 /// `[offset, end)` into `out`, which holds the file's bytes from `offset`
 /// on; a gap before it (a hole, or the rest of a short block) reads as
