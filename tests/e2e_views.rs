@@ -343,7 +343,7 @@ fn sync_points_in_sealed_segments_mount_and_clone_from_the_store_alone() {
     // set), so the store has them only because sealed segments ship.
     std::fs::write(m.path("seal"), vec![7u8; 600_000]).unwrap();
     let ids: Vec<u64> = recorded.keys().copied().collect();
-    let listed = wait_listed(lsvfs, &store, &ids);
+    let listed = wait_listed(lsvfs, &store, None, &ids);
     assert!(
         listed.lines().skip(2).all(|l| l.contains("store")),
         "{listed}"
@@ -413,6 +413,12 @@ fn a_store_shared_by_two_volumes_is_read_one_volume_at_a_time() {
             .to_string();
         volumes.push((m, volume_id, id, name));
     }
+    // Archiving runs in the background: wait until each volume's sync
+    // point is in the store before asking about the store as a whole.
+    let listings: Vec<String> = volumes
+        .iter()
+        .map(|(_, volume_id, id, _)| wait_listed(lsvfs, &store, Some(volume_id), &[*id]))
+        .collect();
     let out = lsvfs().arg("sync-points").arg(&store).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -420,21 +426,7 @@ fn a_store_shared_by_two_volumes_is_read_one_volume_at_a_time() {
         err.contains("several volumes") && err.contains("--volume ID"),
         "{err}"
     );
-    for (_, volume_id, id, name) in &volumes {
-        let listing = || {
-            run(lsvfs()
-                .arg("sync-points")
-                .arg(&store)
-                .args(["--volume", volume_id]))
-        };
-        let mut listed = listing();
-        for _ in 0..300 {
-            if listed.lines().skip(1).any(|l| l.contains(name)) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            listed = listing();
-        }
+    for ((_, volume_id, id, name), listed) in volumes.iter().zip(&listings) {
         assert_eq!(listed.lines().count(), 3, "{listed}");
         assert!(
             listed.starts_with(&format!("volume {volume_id}\n")),

@@ -204,16 +204,30 @@ pub fn listed_ids(listing: &str) -> Vec<u64> {
         .collect()
 }
 
-/// Runs `lsvfs sync-points SOURCE` (commands made by `lsvfs`, which may set
-/// an environment) until it lists exactly `ids`, for up to 30 s; returns
-/// the last listing.
-pub fn wait_listed(lsvfs: impl Fn() -> Command, source: &Path, ids: &[u64]) -> String {
+/// Runs `lsvfs sync-points SOURCE [--volume ID]` (commands made by
+/// `lsvfs`, which may set an environment) until it succeeds and lists
+/// exactly `ids`, for up to 30 s; returns the last listing. The archiver
+/// ships in the background, so until a volume's first segment is stored a
+/// store does not hold it and the listing fails.
+pub fn wait_listed(
+    lsvfs: impl Fn() -> Command,
+    source: &Path,
+    volume: Option<&str>,
+    ids: &[u64],
+) -> String {
     let mut listed = String::new();
     for _ in 0..300 {
-        listed = run(lsvfs().arg("sync-points").arg(source));
-        if listed_ids(&listed) == ids {
-            return listed;
+        let mut cmd = lsvfs();
+        cmd.arg("sync-points").arg(source);
+        if let Some(volume) = volume {
+            cmd.args(["--volume", volume]);
         }
+        let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && listed_ids(&stdout) == ids {
+            return stdout;
+        }
+        listed = stdout + &String::from_utf8_lossy(&out.stderr);
         std::thread::sleep(Duration::from_millis(100));
     }
     panic!(

@@ -60,7 +60,7 @@ fn a_lost_volume_lists_mounts_and_clones_from_its_s3_url_alone() {
     std::fs::write(m.path("seal"), vec![7u8; 600_000]).unwrap();
     let ids: Vec<u64> = recorded.keys().copied().collect();
     let on_s3 = || lsvfs_on(&server);
-    wait_listed(on_s3, Path::new(&url), &ids);
+    wait_listed(on_s3, Path::new(&url), None, &ids);
     m.unmount();
     std::fs::remove_dir_all(&m.volume).unwrap();
 
